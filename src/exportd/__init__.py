@@ -1,0 +1,83 @@
+"""exportd: durable background export jobs.
+
+The top-level names are the Python client (`Client`, `AsyncClient`), what it returns, and
+every exception it raises (all under `ExportdError`). The server side lives in
+`exportd.runtime`, `exportd.api`, `exportd.worker` and friends.
+"""
+
+from exportd.client import (
+    TERMINAL_STATUSES,
+    ApiError,
+    Artifact,
+    AsyncClient,
+    Batch,
+    ChecksumMismatch,
+    Client,
+    ClientError,
+    Conflict,
+    DownloadError,
+    DownloadResult,
+    ErrorInfo,
+    Event,
+    ExporterInfo,
+    ExportRequest,
+    Forbidden,
+    Gone,
+    InvalidRequest,
+    Job,
+    JobCancelled,
+    JobEnded,
+    JobFailed,
+    JobPage,
+    JobStalled,
+    NotFound,
+    PollIntervals,
+    Progress,
+    RateLimited,
+    ServerError,
+    TransportError,
+    Unauthorized,
+    WatchError,
+    WatchTimeout,
+)
+from exportd.errors import ExportdError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "ApiError",
+    "Artifact",
+    "AsyncClient",
+    "Batch",
+    "ChecksumMismatch",
+    "Client",
+    "ClientError",
+    "Conflict",
+    "DownloadError",
+    "DownloadResult",
+    "ErrorInfo",
+    "Event",
+    "ExportRequest",
+    "ExportdError",
+    "ExporterInfo",
+    "Forbidden",
+    "Gone",
+    "InvalidRequest",
+    "Job",
+    "JobCancelled",
+    "JobEnded",
+    "JobFailed",
+    "JobPage",
+    "JobStalled",
+    "NotFound",
+    "PollIntervals",
+    "Progress",
+    "RateLimited",
+    "ServerError",
+    "TransportError",
+    "Unauthorized",
+    "WatchError",
+    "WatchTimeout",
+    "__version__",
+]

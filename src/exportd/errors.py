@@ -1,0 +1,97 @@
+"""Every error exportd raises, under one root.
+
+    ExportdError
+    ├── ConfigurationError          bad settings or URLs
+    ├── StoreError                  the job store failed (driver errors are translated to this)
+    │   ├── JobNotFound
+    │   ├── InvalidTransition       a status change the lifecycle forbids
+    │   └── LeaseLost               a worker's fenced write found the job taken from it
+    ├── StorageError                artifact storage failed
+    │   └── ArtifactNotFound
+    ├── JobFailure                  raised inside an export to end the attempt
+    │   ├── PermanentError          fails the job at once (bad params, not found, forbidden)
+    │   └── RetryableError          retried with backoff until max_attempts
+    ├── ExportCancelled             the job was cancelled (or its worker is stopping)
+    └── LinkError                   a signed download link is not valid
+        ├── LinkTampered
+        └── LinkExpired
+
+Each `JobFailure` carries a stable `code` that ends up on the job's stored error.
+"""
+
+from __future__ import annotations
+
+
+class ExportdError(Exception):
+    """Root of every exportd error."""
+
+
+class ConfigurationError(ExportdError):
+    pass
+
+
+class StoreError(ExportdError):
+    pass
+
+
+class JobNotFound(StoreError):
+    pass
+
+
+class InvalidTransition(StoreError):
+    pass
+
+
+class LeaseLost(StoreError):
+    """A fenced write by a worker matched no row: the attempt is no longer this worker's."""
+
+
+class StorageError(ExportdError):
+    pass
+
+
+class ArtifactNotFound(StorageError):
+    pass
+
+
+class JobFailure(ExportdError):
+    """Ends an export attempt with a stable error `code`; `retryable` decides what follows."""
+
+    retryable: bool = True
+    default_code = "export_failed"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or self.default_code
+        self.message = message
+
+
+class PermanentError(JobFailure):
+    retryable = False
+    default_code = "permanent_error"
+
+
+class RetryableError(JobFailure):
+    retryable = True
+    default_code = "retryable_error"
+
+
+class ExportCancelled(ExportdError):
+    """Raised at a checkpoint when the job must stop: `reason` is cancelled, shutdown,
+    lease_lost or max_runtime_exceeded."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LinkError(ExportdError):
+    """A signed download link is not valid."""
+
+
+class LinkTampered(LinkError):
+    pass
+
+
+class LinkExpired(LinkError):
+    pass

@@ -1,0 +1,108 @@
+"""`Runtime`: the parts of one exportd process, built from `Settings`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from exportd.config import Settings
+from exportd.errors import ConfigurationError
+from exportd.exporters import Registry, load_all
+from exportd.jobs import RetryPolicy
+from exportd.storage import ArtifactStorage, open_storage
+from exportd.store import SqliteJobStore, SqlJobStore, open_store
+from exportd.worker import JobRunner, Worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: SqlJobStore
+    storage: ArtifactStorage
+    registry: Registry
+    workers: list[Worker] = field(default_factory=list)
+    _secret: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(
+        cls, settings: Settings | None = None, *, apps: Iterable[str] = (), migrate: bool = True
+    ) -> Runtime:
+        """Open the store and storage. The embedded SQLite store always migrates itself;
+        others migrate when `migrate` is true and otherwise must already be current."""
+        settings = settings or Settings()
+        settings.ensure_home()
+        store = open_store(settings.resolved_database_url())
+        if migrate or isinstance(store, SqliteJobStore):
+            store.migrate()
+        elif not store.migrations_current():
+            raise ConfigurationError("the job store schema is not current: run `exportd migrate`")
+        storage = open_storage(settings.resolved_storage_url())
+        return cls(settings, store, storage, load_all(apps))
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
+
+    def secret_key(self) -> bytes:
+        """`EXPORTD_SECRET_KEY`, or a key generated once and kept in `EXPORTD_HOME`."""
+        if self._secret is None:
+            self._secret = self._load_secret()
+        return self._secret
+
+    def _load_secret(self) -> bytes:
+        if self.settings.secret_key:
+            return self.settings.secret_key.encode()
+        path = self.settings.home / "secret.key"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+    def bootstrap_admin_token(self) -> str | None:
+        """On first start, create an admin token if there is none; returns its secret."""
+        if self.store.has_admin_token():
+            return None
+        _, secret = self.store.create_token("admin", admin=True, name="created on first start")
+        return secret
+
+    def runner(self) -> JobRunner:
+        return JobRunner(
+            self.store,
+            self.storage,
+            self.registry,
+            retry_policy=self.retry_policy,
+            lease_seconds=self.settings.lease_seconds,
+            progress_interval=self.settings.progress_interval,
+            settings=self.settings,
+        )
+
+    def start_worker(self, concurrency: int | None = None) -> Worker:
+        worker = Worker(
+            self.store,
+            self.storage,
+            self.runner(),
+            concurrency=concurrency or self.settings.concurrency,
+            owner_cap=self.settings.owner_running_cap,
+            poll_interval=self.settings.poll_interval,
+        )
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self, grace: float | None = None) -> None:
+        for worker in self.workers:
+            worker.stop(self.settings.grace_seconds if grace is None else grace)
+        self.workers.clear()
+
+    def close(self, grace: float | None = None) -> None:
+        self.stop_workers(grace)
+        self.store.dispose()

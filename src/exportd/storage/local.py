@@ -1,0 +1,106 @@
+"""`LocalStorage`: artifacts in a directory. Partials live in `<root>/.partial/` and are
+published with `os.replace`, which is atomic on one filesystem."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from exportd.errors import ArtifactNotFound, StorageError
+from exportd.jobs import new_id
+from exportd.storage.base import ArtifactStorage, Partial
+
+PARTIAL_DIR = ".partial"
+
+
+class LocalPartial(Partial):
+    def __init__(self, storage: LocalStorage, key: str, path: Path) -> None:
+        self.key = key
+        self._storage = storage
+        self._path = path
+        self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed in publish/discard
+
+    def write(self, data: bytes) -> int:
+        assert self._file is not None, "partial already ended"
+        return self._file.write(data)
+
+    def publish(self) -> None:
+        assert self._file is not None, "partial already ended"
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        final = self._storage.path_of(self.key)
+        os.makedirs(final.parent, exist_ok=True)
+        os.replace(self._path, final)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._path.unlink(missing_ok=True)
+
+
+class LocalStorage(ArtifactStorage):
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        (self.root / PARTIAL_DIR).mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, key: str) -> Path:
+        """The file for `key`; keys that would leave the root (`..`, absolute paths) or
+        reach into the partials are refused. Pure string work: no syscalls."""
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise StorageError(f"invalid artifact key {key!r}")
+        if parts[0] == PARTIAL_DIR or "\x00" in key:
+            raise StorageError(f"invalid artifact key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def open_partial(self, key: str, *, tag: str) -> LocalPartial:
+        self.path_of(key)
+        name = f"{tag}.{new_id()}.part"
+        try:
+            return LocalPartial(self, key, self.root / PARTIAL_DIR / name)
+        except OSError as exc:
+            raise StorageError(f"cannot write artifact: {exc}") from exc
+
+    def open_read(self, key: str, *, offset: int = 0) -> BinaryIO:
+        try:
+            handle = open(self.path_of(key), "rb")  # noqa: SIM115 - returned to the caller
+        except FileNotFoundError as exc:
+            raise ArtifactNotFound(key) from exc
+        handle.seek(offset)
+        return handle
+
+    def size(self, key: str) -> int:
+        try:
+            return self.path_of(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise ArtifactNotFound(key) from exc
+
+    def delete(self, key: str) -> None:
+        path = self.path_of(key)
+        path.unlink(missing_ok=True)
+        for parent in path.parents:
+            if parent == self.root:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def discard_partials(self, tag: str) -> int:
+        found = list((self.root / PARTIAL_DIR).glob(f"{tag}.*.part"))
+        for path in found:
+            path.unlink(missing_ok=True)
+        return len(found)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if d != PARTIAL_DIR]
+            for filename in filenames:
+                key = os.path.relpath(os.path.join(dirpath, filename), self.root)
+                if key.startswith(prefix):
+                    yield key.replace(os.sep, "/")

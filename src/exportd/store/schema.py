@@ -1,0 +1,139 @@
+"""The declared schema. Migrations in `store/migrations` must produce exactly this
+(a test compares them on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData()
+
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out: `timestamptz` on PostgreSQL, naive UTC text on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the job store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        moment: datetime = value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+jobs = sa.Table(
+    "exportd_jobs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("exporter", sa.String(200), nullable=False),
+    sa.Column("params", sa.JSON(), nullable=False),
+    sa.Column("format", sa.String(40), nullable=False),
+    sa.Column("compression", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("run_after", UtcDateTime(), nullable=False),
+    sa.Column("lease_owner", sa.String(100), nullable=True),
+    sa.Column("lease_expires_at", UtcDateTime(), nullable=True),
+    sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+    sa.Column("progress_done", sa.BigInteger(), nullable=False),
+    sa.Column("progress_total", sa.BigInteger(), nullable=True),
+    sa.Column("progress_unit", sa.String(20), nullable=False),
+    sa.Column("progress_message", sa.String(500), nullable=True),
+    sa.Column("error_code", sa.String(100), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("error_retryable", sa.Boolean(), nullable=True),
+    sa.Column("max_runtime_seconds", sa.Float(), nullable=False),
+    sa.Column("filename", sa.String(255), nullable=True),
+    sa.Column("batch_id", sa.String(36), nullable=True),
+    sa.Column("ttl_seconds", sa.Integer(), nullable=True),
+    sa.Column("options", sa.JSON(), nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("request_hash", sa.String(64), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=True),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_jobs_owner_created", "owner", "id"),
+    sa.Index("ix_exportd_jobs_running_owner", "status", "owner"),
+    sa.Index("ix_exportd_jobs_batch", "batch_id"),
+    sa.Index("ix_exportd_jobs_idempotency", "owner", "idempotency_key", unique=True),
+)
+
+# The claim order exactly, queued jobs only: a claim reads the first rows in index order
+# instead of sorting the whole queue.
+sa.Index(
+    "ix_exportd_jobs_queue",
+    jobs.c.priority.desc(),
+    jobs.c.run_after,
+    jobs.c.id,
+    postgresql_where=jobs.c.status == "queued",
+    sqlite_where=jobs.c.status == "queued",
+)
+
+job_events = sa.Table(
+    "exportd_job_events",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("data", sa.JSON(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_job_events_job", "job_id", "id"),
+    sa.Index("ix_exportd_job_events_owner", "owner", "id"),
+)
+
+artifacts = sa.Table(
+    "exportd_artifacts",
+    metadata,
+    sa.Column("job_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("storage_key", sa.String(1024), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("rows", sa.BigInteger(), nullable=True),
+    sa.Column("downloads", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+tokens = sa.Table(
+    "exportd_tokens",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("admin", sa.Boolean(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+batches = sa.Table(
+    "exportd_batches",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_batches_owner", "owner", "id"),
+)

@@ -1,0 +1,248 @@
+"""Fixtures: a job store on SQLite and PostgreSQL, runtimes and worker processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+import support.exporters  # noqa: F401  (registers the test exporters)
+from exportd.config import Settings
+from exportd.jobs import Job, Status
+from exportd.runtime import Runtime
+from exportd.store import SqlJobStore, open_store
+
+PG_URL = os.environ.get(
+    "EXPORTD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TESTS = Path(__file__).parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No EXPORTD_* setting from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("EXPORTD_") and name != "EXPORTD_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+
+
+def _pg_reason() -> str | None:
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL not reachable at {PG_URL}: {exc}".strip()
+
+
+@contextmanager
+def temporary_pg_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of its own, dropped afterwards. Skips the test when
+    PostgreSQL does not answer, except in CI, where that fails it."""
+    reason = _pg_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI needs PostgreSQL: {reason}")
+        pytest.skip(reason)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_URL.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of its own for this test session, migrated once."""
+    with temporary_pg_database("exportd_test") as url:
+        store = open_store(url)
+        store.migrate()
+        store.dispose()
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'exportd.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    store = open_store(url)
+    store.truncate_all()
+    store.dispose()
+    return url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlJobStore]:
+    store = open_store(database_url)
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def settings_for(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = dict(
+            home=tmp_path / "home",
+            database_url=database_url,
+            storage_url=(tmp_path / "artifacts").as_uri(),
+            poll_interval=0.2,
+            retry_base_seconds=0.01,
+            retry_cap_seconds=0.05,
+            lease_seconds=5.0,
+            progress_interval=0.05,
+        )
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_runtime(settings_for: Callable[..., Settings]) -> Iterator[Callable[..., Runtime]]:
+    opened: list[Runtime] = []
+
+    def make(**overrides: Any) -> Runtime:
+        runtime = Runtime.open(settings_for(**overrides))
+        opened.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in opened:
+        runtime.close(grace=0)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess the same settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        env[f"EXPORTD_{name.upper()}"] = str(value)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.fixture
+def spawn_worker() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `exportd worker` subprocesses with the test exporters; killed at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "exportd", "worker", "--app", "support.exporters", *args]
+        proc = subprocess.Popen(command, env=settings_env(settings), stderr=subprocess.PIPE)
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = ""
+) -> Any:
+    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def wait_for_status(
+    store: SqlJobStore, job_id: str, *statuses: Status, timeout: float = 30.0
+) -> Job:
+    def reached() -> Job | None:
+        job = store.get(job_id)
+        return job if job.status in statuses else None
+
+    found: Job = wait_for(reached, timeout, what=f"job {job_id} to be {statuses}")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """`exportd serve` in a thread on a loopback port: a real HTTP server over a real store,
+    with worker slots unless `workers=False`."""
+
+    def __init__(self, runtime: Runtime, *, workers: bool = True) -> None:
+        from exportd.api import create_app
+
+        self.runtime = runtime
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(runtime, workers=workers),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        _, self.admin_token = runtime.store.create_token("root", admin=True)
+        self._clients: list[httpx.Client] = []
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=20, what="the server to start")
+        return self
+
+    def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    def token(self, owner: str, admin: bool = False) -> str:
+        _, secret = self.runtime.store.create_token(owner, admin=admin)
+        return secret
+
+    def client(self, token: str | None) -> httpx.Client:
+        """An httpx client with this bearer token; closed when the server stops."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        self._clients.append(client)
+        return client
+
+
+@pytest.fixture
+def live_server(make_runtime: Callable[..., Runtime]) -> Iterator[Callable[..., LiveServer]]:
+    """Start servers: `live_server(workers=True, **settings)`; stopped at teardown."""
+    started: list[LiveServer] = []
+
+    def start(workers: bool = True, **settings: Any) -> LiveServer:
+        server = LiveServer(make_runtime(**settings), workers=workers).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
