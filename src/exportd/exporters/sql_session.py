@@ -1,0 +1,151 @@
+"""Read-only, consistent-snapshot sessions on a SQL source, per database.
+
+`snapshot(url, timeout)` yields a SQLAlchemy connection inside one transaction that
+cannot write and sees one snapshot for every statement it runs:
+
+- PostgreSQL: `REPEATABLE READ, READ ONLY`, `statement_timeout`, session time zone UTC.
+- SQLite: the file opened with `mode=ro` and `PRAGMA query_only`; an explicit `BEGIN`
+  so the count and the rows read one snapshot (WAL); the timeout interrupts a statement
+  through a progress handler.
+- MySQL/MariaDB (pymysql): `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` and
+  `max_statement_time` (MariaDB) / `max_execution_time` (MySQL).
+
+Driver errors are translated to `PermanentError`/`RetryableError` with stable codes."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from exportd.errors import JobFailure, PermanentError, RetryableError
+
+
+def engine_url(url: str) -> sa.URL:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend in ("mysql", "mariadb"):
+        return parsed.set(drivername=f"{backend}+pymysql")
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            return parsed.set(database=f"file:{database}", query={"mode": "ro", "uri": "true"})
+        return parsed
+    raise PermanentError(f"unsupported SQL source {backend!r}", code="invalid_sources")
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def reset(self) -> None:
+        self.at = time.monotonic() + self.seconds
+
+    def passed(self) -> int:
+        return 1 if time.monotonic() > self.at else 0
+
+
+def _sqlite_engine(url: sa.URL, deadline: _Deadline) -> Engine:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi: Any, record: Any) -> None:
+        dbapi.isolation_level = None  # we issue BEGIN ourselves
+        dbapi.execute("PRAGMA query_only = ON")
+        dbapi.set_progress_handler(deadline.passed, 10_000)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+@contextlib.contextmanager
+def snapshot(url: str, timeout: float) -> Iterator[tuple[Connection, _Deadline]]:
+    """A read-only connection in one consistent-snapshot transaction, rolled back at
+    the end. The deadline is the statement timeout; `reset` it before each fetch."""
+    target = engine_url(url)
+    backend = target.get_backend_name()
+    deadline = _Deadline(timeout)
+    if backend == "sqlite":
+        engine = _sqlite_engine(target, deadline)
+    else:
+        engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    try:
+        with translate_errors(), engine.connect() as conn:
+            if backend == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+                conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
+            elif backend in ("mysql", "mariadb"):
+                _mysql_begin(conn, timeout)
+            conn.exec_driver_sql("SELECT 1").all()  # takes the snapshot now
+            try:
+                yield conn, deadline
+            finally:
+                conn.rollback()
+    finally:
+        engine.dispose()
+
+
+def _mysql_begin(conn: Connection, timeout: float) -> None:
+    for statement in (
+        f"SET SESSION max_statement_time = {timeout:g}",
+        f"SET SESSION max_execution_time = {int(timeout * 1000)}",
+    ):
+        with contextlib.suppress(sa.exc.DBAPIError):
+            conn.exec_driver_sql(statement)
+    conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+
+READ_ONLY_STATES = {"25006"}
+TIMEOUT_STATES = {"57014"}
+MYSQL_READ_ONLY = {1792, 1290}
+MYSQL_TIMEOUT = {1969, 3024}
+
+
+def classify_db_error(exc: sa.exc.DBAPIError) -> JobFailure:
+    """A driver error as the job's error."""
+    orig = exc.orig
+    message = " ".join(str(orig).split())[:500]
+    state = getattr(orig, "sqlstate", None)
+    errno = orig.args[0] if orig is not None and orig.args else None
+    text = message.lower()
+    if state in READ_ONLY_STATES or errno in MYSQL_READ_ONLY or "readonly" in text:
+        return PermanentError(f"the source is read-only here: {message}", code="read_only")
+    if state in TIMEOUT_STATES or errno in MYSQL_TIMEOUT or "interrupted" in text:
+        return PermanentError(f"the query ran too long: {message}", code="statement_timeout")
+    if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+        return RetryableError(f"the source is unavailable: {message}", code="source_unavailable")
+    if isinstance(exc, sa.exc.OperationalError) and _transient(orig, state, text):
+        return RetryableError(f"the source is unavailable: {message}", code="source_unavailable")
+    return PermanentError(f"the query failed: {message}", code="query_failed")
+
+
+def _transient(orig: Any, state: str | None, text: str) -> bool:
+    if type(orig).__module__.startswith("sqlite3"):
+        return any(word in text for word in ("unable to open", "locked", "busy"))
+    return state is None or state.startswith(("08", "53", "57P"))
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        raise classify_db_error(exc) from exc
+    except psycopg.Error as exc:  # raised by the raw COPY path, outside SQLAlchemy
+        wrapped = sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error)
+        assert isinstance(wrapped, sa.exc.DBAPIError)
+        raise classify_db_error(wrapped) from exc

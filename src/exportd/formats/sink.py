@@ -1,0 +1,161 @@
+"""The byte stream a format writes into: counts and hashes the final (compressed) bytes
+on their way to a storage partial."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from typing import Protocol
+
+import brotli  # type: ignore[import-untyped]
+import zstandard
+
+from exportd.errors import PermanentError
+
+
+class ByteWriter(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class HashingSink:
+    """Forwards writes to `target`, keeping the sha256 and size of what passed through."""
+
+    def __init__(self, target: ByteWriter) -> None:
+        self._target = target
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        data = bytes(data)
+        self._hash.update(data)
+        self.size += len(data)
+        self._target.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class _Compressor(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+GZIP_LEVEL = 3
+
+
+class _Gzip:
+    def __init__(self, sink: HashingSink) -> None:
+        # mtime=0 and no name: the same rows give byte-identical files. Level 3, not 6:
+        # on CSV exports it compresses twice as fast (46 vs 23 MB/s here) for a file
+        # about 9% larger, and compression is what an export waits for.
+        self._file = gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=GZIP_LEVEL)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def finish(self) -> None:
+        self._file.close()
+
+
+class _Zstd:
+    def __init__(self, sink: HashingSink) -> None:
+        self._sink = sink
+        self._compressor = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
+
+    def write(self, data: bytes) -> None:
+        out = self._compressor.compress(data)
+        if out:
+            self._sink.write(out)
+
+    def finish(self) -> None:
+        self._sink.write(self._compressor.flush())
+
+
+class _Brotli:
+    def __init__(self, sink: HashingSink) -> None:
+        self._sink = sink
+        self._compressor = brotli.Compressor(quality=5)
+
+    def write(self, data: bytes) -> None:
+        out = self._compressor.process(data)
+        if out:
+            self._sink.write(out)
+
+    def finish(self) -> None:
+        self._sink.write(self._compressor.finish())
+
+
+_COMPRESSORS: dict[str, type[_Gzip | _Zstd | _Brotli]] = {
+    "gzip": _Gzip,
+    "zstd": _Zstd,
+    "brotli": _Brotli,
+}
+
+COMPRESSIONS: dict[str, str] = {"none": "", "gzip": ".gz", "zstd": ".zst", "brotli": ".br"}
+"""Compression name → the file-name suffix it adds."""
+
+CONTENT_ENCODINGS: dict[str, str] = {"gzip": "gzip", "zstd": "zstd", "brotli": "br"}
+
+
+def check_compression(name: str) -> str:
+    if name not in COMPRESSIONS:
+        known = ", ".join(COMPRESSIONS)
+        raise PermanentError(
+            f"unknown compression {name!r} (known: {known})", code="invalid_compression"
+        )
+    return name
+
+
+class Stream:
+    """What writers write to: a write-only file-like object over the sink, compressing if
+    asked (every codec is deterministic: the same bytes in give the same bytes out).
+    `tell` counts the uncompressed bytes written. `close` finishes the compression frame
+    but leaves the sink to the caller."""
+
+    def __init__(self, sink: HashingSink, compression: str = "none") -> None:
+        check_compression(compression)
+        self._sink = sink
+        self.compression = compression
+        factory = _COMPRESSORS.get(compression)
+        self._compressor = factory(sink) if factory is not None else None
+        self.position = 0
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        data = bytes(data)
+        if self._compressor is not None:
+            self._compressor.write(data)
+        else:
+            self._sink.write(data)
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if not self.closed and self._compressor is not None:
+            self._compressor.finish()
+        self.closed = True

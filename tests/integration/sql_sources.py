@@ -1,0 +1,132 @@
+"""Source databases for the SQL and document exporter tests: the same `orders` table in a
+SQLite file (WAL) and in a PostgreSQL database of its own, and an `ExportContext` for
+calling exporters directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import temporary_pg_database
+from exportd.config import Settings
+
+BIG = 2**53 + 7
+NOTES = ['a "quote"', "comma, here", "new\nline", "<script>alert(1)</script>", "ünï 注文", None]
+CREATE = """CREATE TABLE orders (
+    id BIGINT PRIMARY KEY, amount NUMERIC(20, 2), day DATE, at TIMESTAMP WITH TIME ZONE,
+    paid BOOLEAN, status TEXT, note TEXT)"""
+
+
+def order_rows(count: int = 60) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": BIG + i if i % 3 == 0 else i,
+            "amount": Decimal(f"{i * 1234567}.{i % 100:02d}"),
+            "day": dt.date(2024, 1, 1) + dt.timedelta(days=i),
+            "at": dt.datetime(2024, 5, 1, 12, 0, i % 60, 250000, tzinfo=dt.UTC),
+            "paid": i % 2 == 0,
+            "status": "paid" if i % 2 == 0 else "open",
+            "note": NOTES[i % len(NOTES)],
+        }
+        for i in range(count)
+    ]
+
+
+def fill(url: str, rows: list[dict[str, Any]]) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    if engine.dialect.name == "sqlite":  # SQLite has no decimal or date types: text
+        rows = [{k: _sqlite_value(v) for k, v in row.items()} for row in rows]
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        conn.exec_driver_sql("DROP TABLE IF EXISTS orders")
+        conn.exec_driver_sql(CREATE)
+        conn.execute(
+            sa.text("INSERT INTO orders VALUES (:id, :amount, :day, :at, :paid, :status, :note)"),
+            rows,
+        )
+    engine.dispose()
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+@pytest.fixture(scope="module")
+def pg_source() -> Iterator[str]:
+    """A PostgreSQL database of its own holding `orders`."""
+    with temporary_pg_database("exportd_src") as url:
+        fill(url.replace("postgresql://", "postgresql+psycopg://", 1), order_rows())
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh `orders` source: a SQLite file, or the PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'source.db'}"
+        fill(url, order_rows())
+        return url
+    pg: str = request.getfixturevalue("pg_source")
+    fill(pg.replace("postgresql://", "postgresql+psycopg://", 1), order_rows())
+    return pg
+
+
+def writable(url: str) -> sa.Engine:
+    """A read-write engine on a source, for the test's own reads and writes."""
+    return sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool
+    )
+
+
+QUERIES = {
+    "by_status": {
+        "sql": "SELECT * FROM orders WHERE status = :status AND day >= :since ORDER BY id",
+        "params": {"status": "str", "since": "date"},
+    },
+    "all": {"sql": "SELECT * FROM orders ORDER BY id"},
+}
+
+
+def sources_json(url: str, **extra: Any) -> str:
+    return json.dumps(
+        {
+            "shop": {"url": url, "queries": QUERIES, **extra},
+            "shop_nocount": {"url": url, "queries": QUERIES, "count": "none"},
+        }
+    )
+
+
+class Ctx:
+    """An `ExportContext` for calling an exporter directly."""
+
+    def __init__(self, settings: Settings, *, fmt: str = "csv", encoded: str | None = None):
+        self.job_id, self.attempt, self.owner = "job", 1, "alice"
+        self.format = fmt
+        self.settings = settings
+        self.encoded = encoded
+        self.total: int | None = None
+        self.steps: list[str] = []
+
+    def set_total(self, total: int | None, unit: str = "rows") -> None:
+        self.total = total
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
+
+    def checkpoint(self) -> None:
+        pass
+
+    def accepts_encoded(self, fmt: str) -> bool:
+        return fmt == self.encoded

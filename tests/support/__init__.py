@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite (importable by worker subprocesses via PYTHONPATH)."""
