@@ -1,0 +1,166 @@
+"""Server-Sent Events: `/v1/exports/{id}/events` (one job, ends after its terminal event)
+and `/v1/events` (all of the caller's jobs). Every message has an `id:`; reconnecting
+with `Last-Event-ID` replays what was missed from the events table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime
+from exportd.errors import JobNotFound
+from exportd.events import EventHub, Subscription
+from exportd.jobs import TERMINAL, Event, Progress, Status
+from exportd.runtime import Runtime
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def is_terminal(event: Event) -> bool:
+    return event.data.get("status") in TERMINAL and event.type != "progress"
+
+
+_ENCODED: dict[tuple[str, int], bytes] = {}
+
+
+def encode(event: Event) -> bytes:
+    """The SSE message for `event`, encoded once however many streams send it."""
+    key = (event.job_id, event.id)  # ids are per database; job ids are unique
+    message = _ENCODED.get(key)
+    if message is None:
+        if len(_ENCODED) >= 10_000:
+            _ENCODED.clear()
+        message = _ENCODED[key] = _encode(event)
+    return message
+
+
+def _encode(event: Event) -> bytes:
+    data: dict[str, object] = {
+        "job_id": event.job_id,
+        "type": event.type,
+        "at": event.created_at.isoformat(),
+    }
+    data.update(event.data)
+    if event.type == "progress":
+        data["percent"] = Progress(event.data["done"], event.data.get("total")).percent
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), orjson.dumps(data))
+
+
+async def follow(
+    request: Request,
+    runtime: Runtime,
+    subscription: Subscription,
+    *,
+    after: int,
+    job_id: str | None = None,
+    owner: str | None = None,
+    finished: bool = False,
+) -> AsyncIterator[bytes]:
+    """Replay what came after `after`, then stream live events from `subscription` (taken
+    before the job was read, so nothing falls in between). `finished`: the job was
+    already terminal when read, so nothing follows the replay."""
+    hub: EventHub = request.app.state.hub
+    keepalive = runtime.settings.sse_keepalive_seconds
+    last = after
+    try:
+        yield b"retry: 2000\n\n"
+        while True:  # replay from the table first (the hub's queue fills meanwhile)
+            missed = await run_in_threadpool(
+                runtime.store.events_after, last, job_id=job_id, owner=owner
+            )
+            for event in missed:
+                last = event.id
+                yield encode(event)
+                if job_id is not None and is_terminal(event):
+                    return
+            if len(missed) < 500:
+                break
+        if finished:
+            return
+        # A disconnect ends this generator (StreamingResponse cancels or fails the send),
+        # so it is not polled per event: that cost grows with every watcher.
+        while True:
+            try:
+                event = await asyncio.wait_for(subscription.queue.get(), keepalive)
+            except TimeoutError:
+                if job_id is not None and not await _exists(runtime, job_id):
+                    return
+                yield b": keep-alive\n\n"
+                continue
+            if event.id <= last:
+                continue
+            last = event.id
+            yield encode(event)
+            if job_id is not None and is_terminal(event):
+                return
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def _exists(runtime: Runtime, job_id: str) -> bool:
+    try:
+        await run_in_threadpool(runtime.store.get, job_id)
+    except JobNotFound:
+        return False
+    return True
+
+
+def _start(last_event_id: str | None, query_value: int | None) -> int:
+    if last_event_id and last_event_id.strip().isdigit():
+        return int(last_event_id)
+    return query_value or 0
+
+
+@router.get("/exports/{job_id}/events", response_class=StreamingResponse)
+async def job_events(
+    job_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    runtime: CurrentRuntime,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[int | None, Query(ge=0, description="like Last-Event-ID")] = None,
+) -> StreamingResponse:
+    hub: EventHub = request.app.state.hub
+    subscription = hub.subscribe(job_id=job_id)
+    try:
+        job = await run_in_threadpool(runtime.store.get, job_id, principal.scope)
+    except BaseException:
+        hub.unsubscribe(subscription)
+        raise
+    start = _start(last_event_id, after)
+    stream = follow(
+        request,
+        runtime,
+        subscription,
+        after=start,
+        job_id=job.id,
+        finished=job.status.terminal,
+    )
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/events", response_class=StreamingResponse)
+async def owner_events(
+    request: Request,
+    principal: CurrentPrincipal,
+    runtime: CurrentRuntime,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> StreamingResponse:
+    start = _start(last_event_id, after)
+    if start == 0 and last_event_id is None and after is None:
+        start = await run_in_threadpool(runtime.store.last_event_id)  # only what comes next
+    subscription = request.app.state.hub.subscribe(owner=principal.scope)
+    stream = follow(request, runtime, subscription, after=start, owner=principal.scope)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+__all__ = ["Status", "router"]

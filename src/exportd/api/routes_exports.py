@@ -1,0 +1,229 @@
+"""`/v1/exports`: create, list, read, cancel, retry, delete, download."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+import pydantic
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import RedirectResponse
+
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime, Principal
+from exportd.api.problems import Problem
+from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
+from exportd.formats import COMPRESSIONS, FORMATS
+from exportd.jobs import Artifact, Job, NewJob, Status
+from exportd.runtime import Runtime
+from exportd.storage.signing import sign
+
+router = APIRouter(prefix="/v1", tags=["exports"])
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+DELETE_WAIT_SECONDS = 10.0
+
+
+def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> NewJob:
+    """Validate a request completely (exporter, params, format, permissions) before
+    anything is queued."""
+    if body.exporter not in runtime.registry:
+        raise Problem(422, "unknown_exporter", f"no exporter named {body.exporter!r}")
+    spec = runtime.registry.get(body.exporter)
+    try:
+        params = spec.validate(body.params)
+    except pydantic.ValidationError as exc:
+        errors = [
+            {"loc": ["params", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
+        raise Problem(422, "invalid_params", f"invalid params: {fields}", errors=errors) from exc
+    formats = [str(f) for f in body.options.get("formats", [])] or [body.format]
+    for name in formats:
+        if name not in FORMATS or name not in spec.formats:
+            allowed = ", ".join(f for f in spec.formats if f in FORMATS)
+            raise Problem(
+                422, "invalid_format", f"{spec.name!r} cannot write {name!r} (use {allowed})"
+            )
+    if body.compression not in COMPRESSIONS:
+        allowed = ", ".join(COMPRESSIONS)
+        raise Problem(422, "invalid_compression", f"unknown compression (use {allowed})")
+    spec.authorize(params, principal.admin)
+    settings = runtime.settings
+    return NewJob(
+        owner=principal.owner,
+        exporter=spec.name,
+        params=params.model_dump(mode="json"),
+        format=body.format,
+        compression=body.compression,
+        options=body.options,
+        priority=body.priority,
+        max_attempts=body.max_attempts or settings.max_attempts,
+        max_runtime_seconds=body.max_runtime_seconds or settings.max_runtime_seconds,
+        filename=body.filename,
+        ttl_seconds=body.ttl_seconds,
+    )
+
+
+def check_active_limit(runtime: Runtime, owner: str, adding: int = 1) -> None:
+    limit = runtime.settings.max_active_per_owner
+    active = runtime.store.count_active(owner)
+    if active + adding > limit:
+        raise Problem(
+            429,
+            "too_many_active_jobs",
+            f"{active} jobs are queued or running; the limit is {limit}",
+            headers={"Retry-After": "5"},
+            active=active,
+            limit=limit,
+        )
+
+
+def request_hash(body: ExportRequest) -> str:
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@router.post("/exports", status_code=202, response_model=JobOut)
+def create_export(
+    body: ExportRequest,
+    principal: CurrentPrincipal,
+    runtime: CurrentRuntime,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> JobOut:
+    """Queue an export; `Idempotency-Key` makes retries of this request safe for 24 h."""
+    new = build_job(runtime, principal, body)
+    if idempotency_key is None:
+        check_active_limit(runtime, principal.owner)
+        job = runtime.store.enqueue(new)
+    else:
+        digest = request_hash(body)
+        existing = runtime.store.find_idempotent(principal.owner, idempotency_key)
+        if existing is None:
+            check_active_limit(runtime, principal.owner)
+        job, created, stored_hash = runtime.store.enqueue_idempotent(
+            new, key=idempotency_key, request_hash=digest, window=IDEMPOTENCY_WINDOW
+        )
+        if not created and stored_hash != digest:
+            raise Problem(
+                409,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+                job_id=job.id,
+            )
+        if not created:
+            response.status_code = 200
+    response.headers["Location"] = f"/v1/exports/{job.id}"
+    return job_out(job)
+
+
+@router.get("/exports", response_model=JobPage)
+def list_exports(
+    principal: CurrentPrincipal,
+    runtime: CurrentRuntime,
+    status: Annotated[list[StatusFilter] | None, Query()] = None,
+    exporter: str | None = None,
+    batch_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for more."""
+    page = runtime.store.list_jobs(
+        principal.scope,
+        status=[Status(s) for s in status or []],
+        exporter=exporter,
+        batch_id=batch_id,
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+        limit=limit,
+        cursor=cursor,
+    )
+    return JobPage(items=[job_out(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    raise Problem(422, "validation_error", "timestamps need a time zone (e.g. ...Z)")
+
+
+@router.get("/exports/{job_id}", response_model=JobOut)
+def get_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
+    return job_out(runtime.store.get(job_id, principal.scope))
+
+
+@router.post("/exports/{job_id}/cancel", response_model=JobOut)
+def cancel_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
+    """Queued jobs are cancelled at once; running ones stop within about a second."""
+    return job_out(runtime.store.request_cancel(job_id, principal.scope))
+
+
+@router.post("/exports/{job_id}/retry", response_model=JobOut)
+def retry_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
+    """Queue a failed or cancelled job again, as a new series of attempts."""
+    job = runtime.store.get(job_id, principal.scope)
+    if job.status not in (Status.FAILED, Status.CANCELLED):
+        raise Problem(409, "invalid_state", f"a {job.status} job cannot be retried")
+    check_active_limit(runtime, job.owner)
+    return job_out(runtime.store.retry(job_id, principal.scope))
+
+
+@router.delete("/exports/{job_id}", status_code=204)
+def delete_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> Response:
+    """Cancel the job if needed, then remove it and its files."""
+    job = runtime.store.request_cancel(job_id, principal.scope)
+    deadline = time.monotonic() + DELETE_WAIT_SECONDS
+    while job.status == Status.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = runtime.store.get(job_id, principal.scope)
+    if job.status == Status.RUNNING:
+        raise Problem(
+            409, "still_running", "the job is still stopping", headers={"Retry-After": "2"}
+        )
+    deleted = runtime.store.delete(job_id, principal.scope)
+    for artifact in deleted.artifacts:
+        runtime.storage.delete(artifact.storage_key)
+    return Response(status_code=204)
+
+
+def pick_artifact(job: Job, name: str | None) -> Artifact:
+    if job.status != Status.COMPLETED:
+        raise Problem(409, "not_ready", f"the job is {job.status}, not completed")
+    if not job.artifacts:
+        raise Problem(410, "expired", "the files of this export have expired")
+    if name is not None:
+        for artifact in job.artifacts:
+            if artifact.name == name:
+                return artifact
+        raise Problem(404, "artifact_not_found", f"the job has no file named {name!r}")
+    if len(job.artifacts) == 1:
+        return job.artifacts[0]
+    bundles = [a for a in job.artifacts if a.content_type == "application/zip"]
+    if len(bundles) == 1:
+        return bundles[0]
+    names = [a.name for a in job.artifacts]
+    raise Problem(400, "artifact_name_required", "pass ?name= to choose a file", names=names)
+
+
+@router.get("/exports/{job_id}/download", status_code=307)
+def download_export(
+    job_id: str,
+    principal: CurrentPrincipal,
+    runtime: CurrentRuntime,
+    name: str | None = None,
+) -> Any:
+    """Redirect to a signed link for the file; the link needs no token and expires."""
+    artifact = pick_artifact(runtime.store.get(job_id, principal.scope), name)
+    expires_at = int(time.time()) + runtime.settings.link_ttl_seconds
+    link = sign(runtime.secret_key(), job_id, artifact.name, expires_at)
+    url = f"/v1/files/{link}"
+    response = RedirectResponse(url, status_code=307)
+    response.headers["X-Expires-At"] = str(expires_at)
+    return response

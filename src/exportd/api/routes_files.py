@@ -1,0 +1,109 @@
+"""`/v1/files/{signed}`: the signed, expiring download link. Needs no token; supports
+`HEAD`, single `Range` requests (resumable downloads), `ETag` (the sha256) and streams
+in constant memory. A download that reaches the file's last byte is counted."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from exportd.api.auth import CurrentRuntime
+from exportd.api.problems import Problem
+from exportd.errors import ArtifactNotFound, JobNotFound
+from exportd.jobs import Artifact
+from exportd.runtime import Runtime
+from exportd.storage.signing import verify
+
+router = APIRouter(prefix="/v1", tags=["files"])
+
+CHUNK = 256 * 1024
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range asked for, None for the whole file; raises 416."""
+    if not header:
+        return None
+    match = RANGE.match(header.strip())
+    if match is None or (not match.group(1) and not match.group(2)):
+        return None  # unsupported forms (several ranges) get the whole file
+    first, last = match.groups()
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    else:
+        start, end = max(size - int(last), 0), size - 1
+    if start >= size or start > end:
+        raise Problem(
+            416,
+            "range_not_satisfiable",
+            f"the file has {size} bytes",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
+
+
+def content_disposition(name: str) -> str:
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+
+
+def find_artifact(runtime: Runtime, signed: str) -> Artifact:
+    job_id, name = verify(runtime.secret_key(), signed)
+    try:
+        job = runtime.store.get(job_id)
+    except JobNotFound:
+        raise Problem(404, "not_found", "the export no longer exists") from None
+    for artifact in job.artifacts:
+        if artifact.name == name:
+            return artifact
+    raise Problem(404, "not_found", "the file no longer exists")
+
+
+def stream(runtime: Runtime, artifact: Artifact, start: int, end: int) -> Iterator[bytes]:
+    remaining = end - start + 1
+    with runtime.storage.open_read(artifact.storage_key, offset=start) as handle:
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+    if end == artifact.size - 1:
+        runtime.store.count_download(artifact.job_id, artifact.name)
+
+
+def get_file(signed: str, request: Request, runtime: CurrentRuntime) -> Response:
+    artifact = find_artifact(runtime, signed)
+    etag = f'"{artifact.sha256}"'
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Content-Disposition": content_disposition(artifact.name),
+        "Cache-Control": "private, no-store",
+        "X-Checksum-Sha256": artifact.sha256,
+    }
+    if_range = request.headers.get("if-range")
+    wanted = request.headers.get("range") if if_range in (None, etag) else None
+    span = parse_range(wanted, artifact.size)
+    start, end = span or (0, artifact.size - 1)
+    status = 206 if span else 200
+    if span:
+        headers["Content-Range"] = f"bytes {start}-{end}/{artifact.size}"
+    headers["Content-Length"] = str(max(end - start + 1, 0))
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=artifact.content_type)
+    try:
+        runtime.storage.size(artifact.storage_key)
+    except ArtifactNotFound:
+        raise Problem(404, "not_found", "the file no longer exists") from None
+    body = stream(runtime, artifact, start, end) if artifact.size else iter([b""])
+    return StreamingResponse(body, status, headers=headers, media_type=artifact.content_type)
+
+
+router.add_api_route("/files/{signed}", get_file, methods=["GET"], operation_id="get_file")
+router.add_api_route("/files/{signed}", get_file, methods=["HEAD"], operation_id="head_file")

@@ -1,0 +1,178 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from exportd.jobs import Job, Status, utcnow
+
+
+class ExportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    exporter: str = Field(min_length=1, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+    format: str = "csv"
+    compression: str = "none"
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="writer options: formats (a zip bundle), max_rows_per_file, max_bytes_per_file",
+    )
+    priority: int = Field(default=0, ge=-100, le=100, description="higher runs first")
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    max_runtime_seconds: float | None = Field(default=None, gt=0)
+    filename: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^/\\]+$")
+    ttl_seconds: int | None = Field(default=None, ge=60)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    exports: list[ExportRequest] = Field(min_length=1)
+
+
+class ProgressOut(BaseModel):
+    done: int
+    total: int | None
+    unit: str
+    percent: float | None
+    message: str | None
+    rate: float | None = Field(description="units per second over the current attempt")
+    eta_seconds: float | None
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+
+
+class ArtifactOut(BaseModel):
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    rows: int | None
+    downloads: int
+
+
+class JobOut(BaseModel):
+    id: str
+    owner: str
+    exporter: str
+    params: dict[str, Any]
+    format: str
+    compression: str
+    options: dict[str, Any]
+    status: Status
+    priority: int
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    progress: ProgressOut
+    error: ErrorOut | None
+    artifacts: list[ArtifactOut]
+    filename: str | None
+    batch_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    next_attempt_at: datetime | None
+    expires_at: datetime | None
+    links: dict[str, str]
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class BatchOut(BaseModel):
+    id: str
+    size: int
+    created_at: datetime
+    counts: dict[str, int]
+    progress: dict[str, Any]
+    job_ids: list[str]
+    done: bool
+
+
+class ExporterOut(BaseModel):
+    name: str
+    description: str
+    formats: list[str]
+    params_schema: dict[str, Any]
+
+
+def _progress(job: Job) -> ProgressOut:
+    p = job.progress
+    rate = eta = None
+    if job.started_at is not None and job.status in (Status.RUNNING, Status.COMPLETED):
+        end = job.finished_at if job.status == Status.COMPLETED and job.finished_at else utcnow()
+        elapsed = (end - job.started_at).total_seconds()
+        if elapsed > 0 and p.done > 0:
+            rate = round(p.done / elapsed, 2)
+            if p.total is not None and job.status == Status.RUNNING:
+                eta = round(max(p.total - p.done, 0) / rate, 1)
+    return ProgressOut(
+        done=p.done,
+        total=p.total,
+        unit=p.unit,
+        percent=100.0 if job.status == Status.COMPLETED else p.percent,
+        message=p.message,
+        rate=rate,
+        eta_seconds=eta,
+    )
+
+
+def job_out(job: Job) -> JobOut:
+    base = f"/v1/exports/{job.id}"
+    links = {"self": base, "events": f"{base}/events"}
+    if job.status == Status.COMPLETED:
+        links["download"] = f"{base}/download"
+    expires = None
+    if job.ttl_seconds and job.finished_at:
+        expires = job.finished_at + timedelta(seconds=job.ttl_seconds)
+    return JobOut(
+        id=job.id,
+        owner=job.owner,
+        exporter=job.exporter,
+        params=job.params,
+        format=job.format,
+        compression=job.compression,
+        options=job.options,
+        status=job.status,
+        priority=job.priority,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        cancel_requested=job.cancel_requested,
+        progress=_progress(job),
+        error=ErrorOut(**job.error.__dict__) if job.error else None,
+        artifacts=[
+            ArtifactOut(
+                name=a.name,
+                size=a.size,
+                sha256=a.sha256,
+                content_type=a.content_type,
+                rows=a.rows,
+                downloads=a.downloads,
+            )
+            for a in job.artifacts
+        ],
+        filename=job.filename,
+        batch_id=job.batch_id,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        updated_at=job.updated_at,
+        next_attempt_at=job.run_after if job.status == Status.QUEUED else None,
+        expires_at=expires,
+        links=links,
+    )
+
+
+StatusFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
