@@ -1,0 +1,243 @@
+"""`exportd jobs …`: list, show, watch, cancel, retry, download and remove jobs on a server
+(`--url`/`EXPORTD_URL`, `--token`/`EXPORTD_TOKEN`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+import click
+import orjson
+
+from exportd.cli import cli
+from exportd.client import ApiError, Client, ClientError, InvalidRequest, Job
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def connection_options(command: F) -> F:
+    """`--url` and `--token`, also read from `EXPORTD_URL` and `EXPORTD_TOKEN`."""
+    command = click.option(
+        "--token",
+        envvar="EXPORTD_TOKEN",
+        default=None,
+        help="API token [env EXPORTD_TOKEN].",
+    )(command)
+    return click.option(
+        "--url",
+        envvar="EXPORTD_URL",
+        default=None,
+        help="Server URL [env EXPORTD_URL, default http://127.0.0.1:8000].",
+    )(command)
+
+
+def fail(exc: ClientError) -> NoReturn:
+    """Print a client error and exit: 2 for a request the server calls invalid, else 1."""
+    message = f"{exc.code}: {exc.detail}" if isinstance(exc, ApiError) else str(exc)
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE if isinstance(exc, InvalidRequest) else EXIT_FAILED)
+
+
+@contextmanager
+def connect(url: str | None, token: str | None) -> Iterator[Client]:
+    """A client whose errors end the command with a message and an exit code."""
+    try:
+        with Client(url, token) as client:
+            yield client
+    except ClientError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value).decode())
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """The job as the API shows it, with the progress and status of this snapshot."""
+    return {**job.raw, "status": job.status, "progress": job.progress.__dict__}
+
+
+def progress_text(job: Job) -> str:
+    p = job.progress
+    done = f"{p.done:,}/{p.total:,}" if p.total is not None else f"{p.done:,}"
+    percent = f" {p.percent:5.1f}%" if p.percent is not None else ""
+    return f"{percent} {done} {p.unit}".strip()
+
+
+def job_line(job: Job) -> str:
+    created = job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""
+    return f"{job.id}  {job.status:<9}  {job.exporter:<12}  {progress_text(job):<28}  {created}"
+
+
+@cli.group()
+def jobs() -> None:
+    """Export jobs on a server: list, show, watch, cancel, retry, download, rm."""
+
+
+@jobs.command("list")
+@connection_options
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["queued", "running", "completed", "failed", "cancelled"]),
+    help="Only jobs in this status (repeatable).",
+)
+@click.option("--exporter", default=None)
+@click.option("--batch", "batch_id", default=None)
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
+@click.option("--all", "everything", is_flag=True, help="Every matching job, all pages.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of jobs.")
+def list_jobs(
+    url: str | None,
+    token: str | None,
+    statuses: tuple[str, ...],
+    exporter: str | None,
+    batch_id: str | None,
+    limit: int,
+    everything: bool,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    with connect(url, token) as client:
+        filters: dict[str, Any] = dict(status=statuses, exporter=exporter, batch_id=batch_id)
+        if everything:
+            found = list(client.iter_jobs(**filters, page_size=200))
+        else:
+            found = list(client.list(**filters, limit=limit).items)
+    if as_json:
+        echo_json([job_json(j) for j in found])
+        return
+    for job in found:
+        click.echo(job_line(job))
+
+
+@jobs.command("show")
+@connection_options
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(url: str | None, token: str | None, job_id: str, as_json: bool) -> None:
+    """Show one job."""
+    with connect(url, token) as client:
+        job = client.get(job_id)
+    if as_json:
+        echo_json(job_json(job))
+        return
+    lines = [
+        ("id", job.id),
+        ("status", job.status + (" (cancel requested)" if job.cancel_requested else "")),
+        ("exporter", job.exporter),
+        ("params", orjson.dumps(job.params).decode()),
+        ("format", f"{job.format} ({job.compression})"),
+        ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        (
+            "progress",
+            progress_text(job) + (f"  {job.progress.message}" if job.progress.message else ""),
+        ),
+        ("created", str(job.created_at or "")),
+        ("finished", str(job.finished_at or "")),
+    ]
+    if job.error:
+        lines.append(("error", f"{job.error.code}: {job.error.message}"))
+    for artifact in job.artifacts:
+        lines.append(
+            ("file", f"{artifact.name}  {artifact.size:,} bytes  sha256 {artifact.sha256}")
+        )
+    for key, value in lines:
+        click.echo(f"{key:<9} {value}")
+
+
+@jobs.command("watch")
+@connection_options
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per snapshot.")
+@click.option(
+    "--stall-timeout", type=float, default=None, help="Give up after N s without progress."
+)
+@click.option("--timeout", type=float, default=None, help="Give up after N s in all.")
+def watch(
+    url: str | None,
+    token: str | None,
+    job_id: str,
+    as_json: bool,
+    stall_timeout: float | None,
+    timeout: float | None,
+) -> None:
+    """Follow a job until it ends; exit 0 if it completed, 1 otherwise."""
+    last: Job | None = None
+    with connect(url, token) as client:
+        for last in client.watch(job_id, stall_timeout=stall_timeout, timeout=timeout):
+            if as_json:
+                echo_json(job_json(last))
+            else:
+                message = f"  {last.progress.message}" if last.progress.message else ""
+                click.echo(f"{last.status:<9} {progress_text(last)}{message}")
+    assert last is not None
+    if last.status != "completed":
+        if last.error and not as_json:
+            click.echo(f"error: {last.error.code}: {last.error.message}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@jobs.command("cancel")
+@connection_options
+@click.argument("job_ids", nargs=-1, required=True)
+def cancel(url: str | None, token: str | None, job_ids: tuple[str, ...]) -> None:
+    """Cancel jobs (running ones stop at their next checkpoint)."""
+    with connect(url, token) as client:
+        for job_id in job_ids:
+            job = client.cancel(job_id)
+            state = (
+                "cancel requested" if job.cancel_requested and not job.is_terminal else job.status
+            )
+            click.echo(f"{job.id}  {state}")
+
+
+@jobs.command("retry")
+@connection_options
+@click.argument("job_id")
+def retry(url: str | None, token: str | None, job_id: str) -> None:
+    """Queue a failed or cancelled job again."""
+    with connect(url, token) as client:
+        job = client.retry(job_id)
+    click.echo(f"{job.id}  {job.status}")
+
+
+@jobs.command("rm")
+@connection_options
+@click.argument("job_ids", nargs=-1, required=True)
+def remove(url: str | None, token: str | None, job_ids: tuple[str, ...]) -> None:
+    """Delete jobs and their files (cancelling them first if needed)."""
+    with connect(url, token) as client:
+        for job_id in job_ids:
+            client.delete(job_id)
+            click.echo(f"{job_id}  deleted")
+
+
+@jobs.command("download")
+@connection_options
+@click.argument("job_id")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    default=".",
+    help="File or directory to write to [default: the file's name, here].",
+)
+@click.option("--name", default=None, help="Which file, for jobs with several.")
+def download(
+    url: str | None, token: str | None, job_id: str, output: str, name: str | None
+) -> None:
+    """Download a completed job's file, resuming a .part and verifying its sha256."""
+    with connect(url, token) as client:
+        result = client.download(job_id, output, name=name)
+    click.echo(f"{result.artifact.size:,} bytes, sha256 verified", err=True)
+    click.echo(str(result.path))
