@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios against the tools people use today (`make bench`)."""
