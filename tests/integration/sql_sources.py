@@ -117,10 +117,12 @@ class Ctx:
         self.settings = settings
         self.encoded = encoded
         self.total: int | None = None
+        self.estimated = False
         self.steps: list[str] = []
 
-    def set_total(self, total: int | None, unit: str = "rows") -> None:
+    def set_total(self, total: int | None, unit: str = "rows", *, estimated: bool = False) -> None:
         self.total = total
+        self.estimated = estimated
 
     def step(self, message: str) -> None:
         self.steps.append(message)

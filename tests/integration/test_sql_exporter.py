@@ -462,3 +462,59 @@ def test_cancel_during_an_adbc_read_stops_the_server_query(
         return active[0]["n"] == 0
 
     wait_for(nothing_running, timeout=10, what="the server-side query to stop")
+
+
+def planner_estimate(url: str, statement: str) -> int:
+    with writable(url).connect() as conn:
+        plan = conn.execute(sa.text(f"EXPLAIN (FORMAT JSON) {statement}")).scalar_one()
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("fmt", "encoded"), [("csv", "csv"), ("parquet", None)])
+@pytest.mark.parametrize("estimate_above", [0, 10**9])
+def test_auto_count_estimates_only_big_results(
+    pg_orders: str, fmt: str, encoded: str | None, estimate_above: int
+) -> None:
+    """`count = "auto"` (the default) shows the planner's estimate, marked as such, when
+    it reaches `estimate_above`, and counts exactly below it: on the COPY path and on
+    the ADBC path alike."""
+    with writable(pg_orders).begin() as conn:  # a real estimate, not the empty-table guess
+        conn.exec_driver_sql("ANALYZE orders")
+    settings = Settings(sources=sources_json(pg_orders, estimate_above=estimate_above))
+    ctx = Ctx(settings, fmt=fmt, encoded=encoded)
+    list(sql(SqlParams(source="shop", query="by_status", params=BY_STATUS), ctx))
+    guess = planner_estimate(pg_orders, ESTIMATED_SQL)
+    if estimate_above == 0:
+        assert (ctx.total, ctx.estimated) == (guess, True)
+        assert "counting rows" not in ctx.steps
+    else:
+        assert (ctx.total, ctx.estimated) == (25, False)
+        assert "counting rows" in ctx.steps
+
+
+BY_STATUS = {"status": "paid", "since": "2024-01-11"}
+ESTIMATED_SQL = "SELECT * FROM orders WHERE status = 'paid' AND day >= '2024-01-11' ORDER BY id"
+
+
+SEVENTHS = "SELECT * FROM orders WHERE id % 7 = 0 ORDER BY id"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_an_estimated_total_becomes_the_rows_written(
+    make_runtime: Callable[..., Runtime], pg_orders: str, fmt: str
+) -> None:
+    """A finished job whose total was estimated reports the rows it wrote as its total,
+    and an estimate is never a reason to refuse (xlsx checks exact totals only)."""
+    with writable(pg_orders).begin() as conn:
+        conn.exec_driver_sql("ANALYZE orders")
+    expected = len(direct(pg_orders, SEVENTHS))
+    assert planner_estimate(pg_orders, SEVENTHS) != expected  # the planner guesses 0.5%
+    queries = {"sevenths": {"sql": SEVENTHS}}
+    sources = json.dumps({"shop": {"url": pg_orders, "queries": queries, "estimate_above": 0}})
+    runtime = make_runtime(sources=sources)
+    done = run_job(runtime, {"source": "shop", "query": "sevenths"}, format=fmt)
+    assert done.status == Status.COMPLETED, done.error
+    assert (done.progress.done, done.progress.total) == (expected, expected)
+    assert done.artifacts[0].rows == expected

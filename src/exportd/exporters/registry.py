@@ -39,8 +39,10 @@ class ExportContext(Protocol):
     """The job's format (the first one, for a bundle of several)."""
     settings: Settings
 
-    def set_total(self, total: int | None, unit: str = "rows") -> None:
-        """The number of rows (or other units) expected, if known."""
+    def set_total(self, total: int | None, unit: str = "rows", *, estimated: bool = False) -> None:
+        """The number of rows (or other units) expected, if known. `estimated` marks a
+        guess (a planner estimate): it is shown as the total but never refused on, and
+        the finished job's total is the number actually written."""
 
     def step(self, message: str) -> None:
         """A short description of the current step, shown with the progress."""

@@ -7,7 +7,8 @@ both is taken from the environment)::
     [sources.shop]
     url = "postgresql://reader@db/shop"      # postgresql, sqlite, mysql/mariadb (pymysql)
     statement_timeout = 60                   # seconds; default EXPORTD_SQL_STATEMENT_TIMEOUT
-    count = "exact"                          # exact (default) | estimate | none
+    count = "auto"                           # auto (default) | exact | estimate | none
+    estimate_above = 1000000                 # auto: estimate from this many rows up
 
     [sources.shop.queries.orders_since]
     sql = "SELECT * FROM orders WHERE created_at >= :since AND status = :status"
@@ -24,13 +25,17 @@ import datetime as dt
 import decimal
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from exportd.config import Settings
 from exportd.errors import ConfigurationError, PermanentError
+
+if TYPE_CHECKING:
+    from exportd.exporters.registry import ExportContext
 
 ParamType = Literal["str", "int", "float", "decimal", "bool", "date", "datetime"]
 PYTHON_TYPES: dict[str, type] = {
@@ -86,8 +91,27 @@ class Source(BaseModel):
 
     url: str
     statement_timeout: float | None = Field(default=None, gt=0)
-    count: Literal["exact", "estimate", "none"] = "exact"
+    count: Literal["auto", "exact", "estimate", "none"] = "auto"
+    estimate_above: int = Field(default=1_000_000, ge=0)
+    """With `count = "auto"`, a query PostgreSQL's planner expects to return at least this
+    many rows shows the estimate as its total instead of paying for an exact count."""
     queries: dict[str, NamedQuery] = Field(default_factory=dict)
+
+    def report_total(
+        self, ctx: ExportContext, estimate: Callable[[], int] | None, exact: Callable[[], int]
+    ) -> None:
+        """Give `ctx` the total this source's `count` setting asks for. `estimate` is the
+        planner's guess (None where the database has no planner estimate), `exact` a
+        `count(*)` in the export's snapshot: a second scan of the data."""
+        if self.count == "none":
+            return
+        if self.count in ("auto", "estimate") and estimate is not None:
+            guess = estimate()
+            if self.count == "estimate" or guess >= self.estimate_above:
+                ctx.set_total(guess, estimated=True)
+                return
+        ctx.step("counting rows")
+        ctx.set_total(exact())
 
     def query(self, name: str) -> NamedQuery:
         try:

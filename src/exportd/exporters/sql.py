@@ -86,13 +86,18 @@ def sql(params: SqlParams, ctx: ExportContext) -> Iterator[pa.RecordBatch | Enco
     ctx.step(f"connecting to {params.source}")
     if sql_arrow.usable(url) and not ctx.accepts_encoded("csv"):
         try:
-            yield from sql_arrow.export(url, statement, values, source.count, timeout, ctx)
+            yield from sql_arrow.export(url, statement, values, source, timeout, ctx)
             return
         except sql_arrow.Unsupported:
             pass  # raised before any row or total: read through SQLAlchemy instead
     with snapshot(url, timeout) as (conn, deadline):
-        ctx.step("counting rows")
-        ctx.set_total(count_rows(conn, statement, values, source.count))
+        source.report_total(
+            ctx,
+            (lambda: estimate_rows(conn, statement, values))
+            if conn.dialect.name == "postgresql"
+            else None,
+            lambda: count_rows(conn, statement, values),
+        )
         ctx.step("reading rows")
         if conn.dialect.name == "postgresql" and ctx.accepts_encoded("csv"):
             yield from copy_csv(conn, statement, values, ctx)
@@ -100,14 +105,15 @@ def sql(params: SqlParams, ctx: ExportContext) -> Iterator[pa.RecordBatch | Enco
             yield from fetch_batches(conn, statement, values, ctx.settings.sql_chunk_rows, deadline)
 
 
-def count_rows(conn: Connection, statement: str, values: dict[str, Any], how: str) -> int | None:
-    if how == "none":
-        return None
-    if how == "estimate" and conn.dialect.name == "postgresql":
-        plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) {statement}"), values).scalar_one()
-        if isinstance(plan, str | bytes):
-            plan = orjson.loads(plan)
-        return int(plan[0]["Plan"]["Plan Rows"])
+def estimate_rows(conn: Connection, statement: str, values: dict[str, Any]) -> int:
+    """PostgreSQL's planner estimate of the rows `statement` returns (no scan)."""
+    plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) {statement}"), values).scalar_one()
+    if isinstance(plan, str | bytes):
+        plan = orjson.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def count_rows(conn: Connection, statement: str, values: dict[str, Any]) -> int:
     wrapped = text(f"SELECT count(*) FROM ({statement}) AS exportd_count")
     return int(conn.execute(wrapped, values).scalar_one())
 

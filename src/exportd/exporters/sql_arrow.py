@@ -46,6 +46,7 @@ from sqlalchemy.engine import make_url
 
 from exportd.errors import JobFailure, PermanentError, RetryableError
 from exportd.exporters.registry import ExportContext
+from exportd.exporters.sources import Source
 from exportd.exporters.sql_session import READ_ONLY_STATES, TIMEOUT_STATES
 
 adbc: Any
@@ -84,14 +85,22 @@ def compile_statement(statement: str, values: dict[str, Any]) -> tuple[str, list
 
 
 def export(
-    url: str, statement: str, values: dict[str, Any], count: str, timeout: float, ctx: ExportContext
+    url: str,
+    statement: str,
+    values: dict[str, Any],
+    source: Source,
+    timeout: float,
+    ctx: ExportContext,
 ) -> Iterator[pa.RecordBatch]:
     """The `sql` exporter's rows (and total) read through ADBC; see the module doc."""
     query, ordered = compile_statement(statement, values)
     with session(url, timeout) as conn:
         params = bind(conn, query, ordered)
-        ctx.step("counting rows")
-        ctx.set_total(count_rows(conn, query, params, count))
+        source.report_total(
+            ctx,
+            lambda: estimate_rows(conn, query, params),
+            lambda: count_rows(conn, query, params),
+        )
         ctx.step("reading rows")
         if params is None:
             yield from copy_batches(conn, query, ctx)
@@ -163,16 +172,18 @@ def _param(value: Any, kind: pa.DataType) -> pa.Array:
         raise Unsupported(f"cannot bind {value!r} as {kind}") from exc
 
 
-def count_rows(conn: Any, query: str, params: pa.RecordBatch | None, how: str) -> int | None:
-    if how == "none":
-        return None
+def estimate_rows(conn: Any, query: str, params: pa.RecordBatch | None) -> int:
+    """PostgreSQL's planner estimate of the rows `query` returns (no scan)."""
     with translate(), _cursor(conn) as cursor:
-        if how == "estimate":
-            cursor.execute(f"EXPLAIN (FORMAT JSON) {query}", parameters=params)
-            plan = cursor.fetchone()[0]
-            if isinstance(plan, str | bytes):
-                plan = orjson.loads(plan)
-            return int(plan[0]["Plan"]["Plan Rows"])
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {query}", parameters=params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str | bytes):
+        plan = orjson.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def count_rows(conn: Any, query: str, params: pa.RecordBatch | None) -> int:
+    with translate(), _cursor(conn) as cursor:
         cursor.execute(f"SELECT count(*) FROM ({query}) AS exportd_count", parameters=params)
         return int(cursor.fetchone()[0])
 

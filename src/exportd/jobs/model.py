@@ -12,7 +12,6 @@ from typing import Any
 
 from exportd.jobs.states import Status
 
-
 _id_lock = threading.Lock()
 _last_id = 0
 

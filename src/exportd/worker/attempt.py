@@ -34,6 +34,7 @@ class Attempt:
         self.started = time.monotonic()
         self.done = 0
         self.total: int | None = None
+        self.total_estimated = False
         self.unit = "rows"
         self.message: str | None = None
         self._stop_reason: str | None = None
@@ -45,8 +46,16 @@ class Attempt:
 
     # -- ExportContext -------------------------------------------------------------
 
-    def set_total(self, total: int | None, unit: str = "rows") -> None:
+    def set_total(self, total: int | None, unit: str = "rows", *, estimated: bool = False) -> None:
         self.total, self.unit, self._dirty = total, unit, True
+        self.total_estimated = estimated and total is not None
+
+    def final_progress(self) -> Progress:
+        """The progress stored with the finished job: an estimated total becomes the
+        number actually written."""
+        if self.total_estimated:
+            return Progress(self.done, self.done, self.unit, self.message)
+        return self.progress
 
     def step(self, message: str) -> None:
         self.message, self._dirty = message[:500], True

@@ -46,9 +46,10 @@ class RunContext:
         self.format = output.plan.formats[0].name
         self.settings = settings
 
-    def set_total(self, total: int | None, unit: str = "rows") -> None:
-        self._attempt.set_total(total, unit)
-        self._output.plan.check_total(total)
+    def set_total(self, total: int | None, unit: str = "rows", *, estimated: bool = False) -> None:
+        self._attempt.set_total(total, unit, estimated=estimated)
+        if not estimated:
+            self._output.plan.check_total(total)
 
     def step(self, message: str) -> None:
         self._attempt.step(message)
@@ -179,9 +180,9 @@ class JobRunner:
         ]
         try:
             if request is None:
-                return self.store.complete(attempt.claim, artifacts, attempt.progress)
+                return self.store.complete(attempt.claim, artifacts, attempt.final_progress())
             job, attempt.next_claim = self.store.complete_and_claim(
-                attempt.claim, artifacts, attempt.progress, request
+                attempt.claim, artifacts, attempt.final_progress(), request
             )
             return job
         except LeaseLost:
