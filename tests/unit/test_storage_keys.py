@@ -1,4 +1,4 @@
-"""Local storage refuses artifact keys that would escape its root."""
+"""Local storage: keys that would escape its root are refused; publishing is durable."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from exportd.errors import StorageError
-from exportd.storage import LocalStorage
+from exportd.storage import LocalStorage, local
 
 
 @pytest.mark.parametrize(
@@ -22,3 +22,24 @@ def test_escaping_keys_are_refused(tmp_path: Path, key: str) -> None:
 def test_plain_keys_map_under_the_root(tmp_path: Path) -> None:
     """A normal key maps to a path under the root."""
     assert LocalStorage(tmp_path).path_of("jobs/1/2/f.csv") == tmp_path / "jobs/1/2/f.csv"
+
+
+def test_publishing_syncs_every_directory_whose_entries_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishing into new directories syncs the file's directory and the parent of
+    each directory it created, up to the root, so the rename survives a crash; a second
+    file in the same directory syncs only that directory."""
+    synced: list[Path] = []
+    real = local._fsync_dir
+    monkeypatch.setattr(local, "_fsync_dir", lambda path: (synced.append(path), real(path)))
+    storage = LocalStorage(tmp_path)
+    first = storage.open_partial("jobs/7/a.csv", tag="t")
+    first.write(b"a,b\n")
+    first.publish()
+    assert synced == [tmp_path / "jobs/7", tmp_path / "jobs", tmp_path]
+    assert (tmp_path / "jobs/7/a.csv").read_bytes() == b"a,b\n"
+    synced.clear()
+    second = storage.open_partial("jobs/7/b.csv", tag="t")
+    second.publish()
+    assert synced == [tmp_path / "jobs/7"]

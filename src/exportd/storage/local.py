@@ -33,14 +33,38 @@ class LocalPartial(Partial):
         self._file.close()
         self._file = None
         final = self._storage.path_of(self.key)
-        os.makedirs(final.parent, exist_ok=True)
+        created = _make_dirs(final.parent, self._storage.root)
         os.replace(self._path, final)
+        # The rename and any new directories are durable only once their parents are
+        # synced: without it a crash could lose a file the job store calls complete.
+        for directory in (final.parent, *created):
+            _fsync_dir(directory)
 
     def discard(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
         self._path.unlink(missing_ok=True)
+
+
+def _make_dirs(path: Path, root: Path) -> list[Path]:
+    """Create `path` and missing parents below `root`; the parents of what was created,
+    deepest first (the directories whose entries changed)."""
+    missing = []
+    while path != root and not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+    return [directory.parent for directory in missing]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LocalStorage(ArtifactStorage):
