@@ -43,3 +43,19 @@ def test_publishing_syncs_every_directory_whose_entries_changed(
     second = storage.open_partial("jobs/7/b.csv", tag="t")
     second.publish()
     assert synced == [tmp_path / "jobs/7"]
+
+
+def test_a_discarded_partial_leaves_no_directories_behind(tmp_path: Path) -> None:
+    """Directories made for a partial that is discarded are removed again, unless
+    another file is published into them; a sibling still publishes afterwards."""
+    storage = LocalStorage(tmp_path)
+    lone = storage.open_partial("jobs/8/1/a.csv", tag="t")
+    assert (tmp_path / "jobs/8/1").is_dir()
+    lone.discard()
+    assert not (tmp_path / "jobs/8").exists()
+    first = storage.open_partial("jobs/9/1/a.csv", tag="t")
+    second = storage.open_partial("jobs/9/1/b.csv", tag="t")
+    first.discard()
+    second.write(b"b")
+    second.publish()
+    assert list(storage.keys("jobs/9")) == ["jobs/9/1/b.csv"]

@@ -20,6 +20,11 @@ class LocalPartial(Partial):
         self.key = key
         self._storage = storage
         self._path = path
+        self._final = storage.path_of(key)
+        # The final directories are made now, not at publish: the file's fsync then
+        # carries them to disk on journaling filesystems, and publish pays only for the
+        # rename (its directory syncs below find the new entries already written).
+        self._created = _make_dirs(self._final.parent, storage.root)
         self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed in publish/discard
 
     def write(self, data: bytes) -> int:
@@ -32,12 +37,12 @@ class LocalPartial(Partial):
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        final = self._storage.path_of(self.key)
-        created = _make_dirs(final.parent, self._storage.root)
-        os.replace(self._path, final)
+        # Made again if a discarded sibling partial removed them meanwhile (one stat).
+        self._created += _make_dirs(self._final.parent, self._storage.root)
+        os.replace(self._path, self._final)
         # The rename and any new directories are durable only once their parents are
         # synced: without it a crash could lose a file the job store calls complete.
-        for directory in (final.parent, *created):
+        for directory in (self._final.parent, *(d.parent for d in self._created)):
             _fsync_dir(directory)
 
     def discard(self) -> None:
@@ -45,18 +50,23 @@ class LocalPartial(Partial):
             self._file.close()
             self._file = None
         self._path.unlink(missing_ok=True)
+        for directory in self._created:  # deepest first; one still in use stays
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
 
 def _make_dirs(path: Path, root: Path) -> list[Path]:
-    """Create `path` and missing parents below `root`; the parents of what was created,
-    deepest first (the directories whose entries changed)."""
+    """Create `path` and its missing parents below `root`; the directories created,
+    deepest first."""
     missing = []
     while path != root and not path.is_dir():
         missing.append(path)
         path = path.parent
     for directory in reversed(missing):
         directory.mkdir(exist_ok=True)
-    return [directory.parent for directory in missing]
+    return missing
 
 
 def _fsync_dir(path: Path) -> None:
@@ -83,7 +93,6 @@ class LocalStorage(ArtifactStorage):
         return self.root.joinpath(*parts)
 
     def open_partial(self, key: str, *, tag: str) -> LocalPartial:
-        self.path_of(key)
         name = f"{tag}.{new_id()}.part"
         try:
             return LocalPartial(self, key, self.root / PARTIAL_DIR / name)

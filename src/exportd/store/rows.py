@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from exportd.jobs import Artifact, Event, Job, JobError, Progress, Status
 
 
 def job_from_row(row: Any, artifacts: tuple[Artifact, ...] = ()) -> Job:
-    m = row._mapping
+    return job_from_mapping(row._mapping, artifacts)
+
+
+def job_from_mapping(m: Mapping[str, Any], artifacts: tuple[Artifact, ...] = ()) -> Job:
     error = None
     if m["error_code"] is not None:
         error = JobError(m["error_code"], m["error_message"] or "", bool(m["error_retryable"]))
