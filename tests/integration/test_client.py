@@ -211,6 +211,46 @@ def test_create_is_retried_safely_after_a_lost_answer(server: StartServer) -> No
         assert proxy.cuts == 1
 
 
+def busy(seconds: str) -> bytes:
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: "
+        + seconds.encode()
+        + b"\r\nContent-Type: application/problem+json\r\nContent-Length: 2\r\n"
+        b"Connection: close\r\n\r\n{}"
+    )
+
+
+@sqlite_only
+@pytest.mark.parametrize(("asked", "tries"), [("0.3", 2), ("120", 1)])
+def test_a_503_is_retried_after_the_time_the_server_asks_for(
+    server: StartServer, monkeypatch: pytest.MonkeyPatch, asked: str, tries: int
+) -> None:
+    """A 503 with `Retry-After` is retried after exactly that wait (not the client's own
+    backoff); a wait longer than `max_retry_after` is not waited for: the 503 is raised."""
+    live = server(workers=False)
+    waits: list[float] = []
+    monkeypatch.setattr("exportd.client._sync.time.sleep", waits.append)
+
+    def first_get_busy(request: Request) -> bytes | None:
+        return busy(asked) if request.method == "GET" and request.index == 0 else None
+
+    with Client(live.url, live.token("erin")) as direct:
+        job = direct.create("synthetic", {"rows": 3})
+    with (
+        CuttingProxy(live.url, first_get_busy) as proxy,
+        Client(proxy.url, live.token("erin")) as client,
+    ):
+        if tries == 2:
+            assert client.get(job.id).id == job.id
+            assert waits == [0.3]
+        else:
+            with pytest.raises(exportd.ServerError) as error:
+                client.get(job.id)
+            assert error.value.status == 503
+            assert waits == []
+        assert len(proxy.seen(f"/v1/exports/{job.id}")) == tries
+
+
 # -- watching ---------------------------------------------------------------------------
 
 

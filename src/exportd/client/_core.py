@@ -85,8 +85,16 @@ class RetryPolicy:
     retries: int = 3
     base: float = 0.2
     cap: float = 2.0
+    max_retry_after: float = 30.0
+    """The longest server-asked wait (`Retry-After` on a 503) honoured before retrying;
+    a longer one is not waited for: the error is raised instead."""
 
-    def delay(self, attempt: int) -> float:
+    def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
+        """The wait before try `attempt + 1`: what a 503's `Retry-After` asks for, else
+        full-jitter exponential backoff."""
+        asked = _seconds(response.headers.get("retry-after")) if response is not None else None
+        if asked is not None and asked >= 0:
+            return asked
         return random.uniform(0, min(self.cap, self.base * 2**attempt))
 
     def retry_error(self, call: Call[Any], exc: httpx.HTTPError, attempt: int) -> bool:
@@ -96,7 +104,10 @@ class RetryPolicy:
         return never_sent or call.idempotent
 
     def retry_response(self, call: Call[Any], response: httpx.Response, attempt: int) -> bool:
-        return attempt < self.retries and response.status_code == 503 and call.idempotent
+        if attempt >= self.retries or response.status_code != 503 or not call.idempotent:
+            return False
+        asked = _seconds(response.headers.get("retry-after"))
+        return asked is None or asked <= self.max_retry_after
 
 
 def resolve_connection(url: str | None, token: str | None) -> tuple[str, str | None]:

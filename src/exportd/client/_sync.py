@@ -90,6 +90,7 @@ class Client:
     def _send(self, call: Call[T]) -> T:
         attempt = 0
         while True:
+            response: httpx.Response | None = None
             try:
                 response = self._http.request(
                     call.method,
@@ -104,7 +105,7 @@ class Client:
             else:
                 if not self._retry.retry_response(call, response, attempt):
                     return call.finish(response)
-            time.sleep(self._retry.delay(attempt))
+            time.sleep(self._retry.delay(attempt, response))
             attempt += 1
 
     # -- jobs -----------------------------------------------------------------------
