@@ -518,3 +518,49 @@ def test_an_estimated_total_becomes_the_rows_written(
     assert done.status == Status.COMPLETED, done.error
     assert (done.progress.done, done.progress.total) == (expected, expected)
     assert done.artifacts[0].rows == expected
+
+
+@pytest.mark.parametrize(
+    ("exporter", "params", "code"),
+    [
+        ("sql", {"source": "nowhere", "query": "all"}, "unknown_source"),
+        ("sql", {"source": "shop", "query": "nothing"}, "unknown_query"),
+        (
+            "sql",
+            {"source": "shop", "query": "by_status", "params": {"since": "soon"}},
+            "invalid_params",
+        ),
+        (
+            "sql",
+            {"source": "shop", "query": "by_status", "params": {"status": "x"}},
+            "invalid_params",
+        ),
+        ("document", {"template": "nothing"}, "unknown_template"),
+        ("document", {"source": "shop", "query": "nothing"}, "unknown_query"),
+    ],
+)
+def test_exports_that_would_fail_at_once_are_refused_when_created(
+    live_server: Callable[..., Any],
+    tmp_path: Path,
+    exporter: str,
+    params: dict[str, Any],
+    code: str,
+) -> None:
+    """An unknown source, query or template, or query params that do not bind, are a 422
+    with their code at `POST /v1/exports`, and no job is queued."""
+    server = live_server(workers=False, sources=sources_json(f"sqlite:///{tmp_path / 'none.db'}"))
+    client = server.client(server.token("alice"))
+    answer = client.post(
+        "/v1/exports", json={"exporter": exporter, "params": params, "format": "html"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["code"] == code
+    assert server.runtime.store.count_by_status() == {}
+    fine = {
+        "source": "shop",
+        "query": "by_status",
+        "params": {"status": "x", "since": "2024-01-02"},
+    }
+    accepted = client.post("/v1/exports", json={"exporter": "sql", "params": fine})
+    assert accepted.status_code == 202, accepted.text

@@ -52,6 +52,7 @@ def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> Ne
         raise Problem(422, "invalid_compression", f"unknown compression (use {allowed})")
     spec.authorize(params, principal.admin)
     settings = runtime.settings
+    spec.check(params, settings)
     return NewJob(
         owner=principal.owner,
         exporter=spec.name,

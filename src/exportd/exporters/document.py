@@ -22,8 +22,10 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import text
 
+from exportd.config import Settings
 from exportd.errors import PermanentError
 from exportd.exporters.registry import ExportContext, exporter
+from exportd.exporters.sources import get_source
 from exportd.exporters.sql import SqlParams, resolve
 from exportd.exporters.sql_session import snapshot
 from exportd.formats import Document
@@ -88,16 +90,30 @@ def query_rows(
     return columns, rows
 
 
-@exporter("document", params=DocumentParams, kind="document")
+def load_template(params: DocumentParams, settings: Settings, fmt: str) -> jinja2.Template:
+    name = f"{params.template}.{'md' if fmt == 'markdown' else 'html'}.j2"
+    try:
+        return environment(settings.templates_dir).get_template(name)
+    except jinja2.TemplateNotFound:
+        raise PermanentError(f"no template {name!r}", code="unknown_template") from None
+
+
+def check_document(params: DocumentParams, settings: Settings) -> None:
+    """Refuse at creation a template that exists in no markup, an unknown source or
+    named query, or query params that do not bind."""
+    try:
+        load_template(params, settings, "html")
+    except PermanentError:
+        load_template(params, settings, "markdown")
+    if params.source is not None and params.query is not None:
+        get_source(settings, params.source).query(params.query).bind(params.params)
+
+
+@exporter("document", params=DocumentParams, kind="document", check=check_document)
 def document(params: DocumentParams, ctx: ExportContext) -> Document:
     """A Jinja2 template (report, resume or your own) rendered as HTML, Markdown or PDF."""
     markup: Literal["html", "markdown"] = "markdown" if ctx.format == "markdown" else "html"
-    name = f"{params.template}.{'md' if markup == 'markdown' else 'html'}.j2"
-    env = environment(ctx.settings.templates_dir)
-    try:
-        template = env.get_template(name)
-    except jinja2.TemplateNotFound:
-        raise PermanentError(f"no template {name!r}", code="unknown_template") from None
+    template = load_template(params, ctx.settings, markup)
     ctx.step("reading rows")
     columns, rows = query_rows(params, ctx)
     ctx.step("rendering")

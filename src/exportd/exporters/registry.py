@@ -85,6 +85,16 @@ def allow_all(params: Any, admin: bool) -> None:
     return None
 
 
+Check = Callable[[Any, Settings], None]
+"""`check(params, settings)` raises `PermanentError` (with its own code) for params that
+validate but would fail the job at once, such as an unknown named query: the API
+answers 422 when the export is created instead of queuing a job that must fail."""
+
+
+def no_check(params: Any, settings: Settings) -> None:
+    return None
+
+
 def _to_batch(rows: Any) -> pa.RecordBatch | None:
     if isinstance(rows, list):
         return pa.RecordBatch.from_pylist(rows) if rows else None
@@ -104,6 +114,7 @@ class ExporterSpec:
     kind: Kind = "tabular"
     multi_file: bool = False
     """The exporter yields `NamedBatch`es: its output is always a zip bundle."""
+    check: Check = no_check
 
     def validate(self, params: dict[str, Any]) -> BaseModel:
         return self.params.model_validate(params)
@@ -169,6 +180,7 @@ def exporter(
     authorize: Authorize = allow_all,
     kind: Kind = "tabular",
     multi_file: bool = False,
+    check: Check = no_check,
     into: Registry | None = None,
 ) -> Callable[[ExportFn], ExportFn]:
     """Register an exporter function. A tabular one (the default) yields Arrow record
@@ -187,6 +199,7 @@ def exporter(
             authorize,
             kind,
             multi_file,
+            check,
         )
         (into or registry).add(spec)
         return fn

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from exportd.config import Settings
 from exportd.errors import JobFailure, PermanentError, RetryableError
 from exportd.exporters import sql_arrow
 from exportd.exporters.registry import Encoded, ExportContext, exporter
@@ -78,7 +79,15 @@ def resolve(params: SqlParams, ctx: ExportContext) -> tuple[str, str, dict[str, 
     return source.url, query.sql.strip().rstrip(";"), query.bind(params.params), source
 
 
-@exporter("sql", params=SqlParams, authorize=authorize_sql)
+def check_sql(params: SqlParams, settings: Settings) -> None:
+    """Refuse at creation what would fail at once when run: an unknown source or named
+    query, or query params that do not bind (their types)."""
+    source = get_source(settings, params.source)
+    if params.query is not None:
+        source.query(params.query).bind(params.params)
+
+
+@exporter("sql", params=SqlParams, authorize=authorize_sql, check=check_sql)
 def sql(params: SqlParams, ctx: ExportContext) -> Iterator[pa.RecordBatch | Encoded]:
     """Rows of a named (or, for admins, ad-hoc) query on a configured SQL source."""
     url, statement, values, source = resolve(params, ctx)
