@@ -5,8 +5,9 @@ with `Last-Event-ID` replays what was missed from the events table."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Hashable
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
@@ -16,10 +17,43 @@ from starlette.concurrency import run_in_threadpool
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime
 from exportd.errors import JobNotFound
 from exportd.events import EventHub, Subscription
+from exportd.events.hub import tick
 from exportd.jobs import TERMINAL, Event, Progress, Status
 from exportd.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["events"])
+T = TypeVar("T")
+
+
+class SharedReads:
+    """Identical reads made by many streams at once (500 watchers connecting to one job)
+    share one query instead of one each. A stream joins only a read that started after
+    its subscription was taken: what that read returns is then at least as new as what
+    the stream's own read would have been, so nothing can fall between the read and the
+    live events. Use from the event loop only."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, tuple[int, asyncio.Future[Any]]] = {}
+
+    async def read(self, key: Hashable, subscription: Subscription, fn: Callable[[], T]) -> T:
+        running = self._running.get(key)
+        if running is not None and running[0] > subscription.tick:
+            result: T = await asyncio.shield(running[1])
+            return result
+        future = asyncio.ensure_future(run_in_threadpool(fn))
+        self._running[key] = (tick(), future)
+        future.add_done_callback(lambda done: self._forget(key, done))
+        result = await asyncio.shield(future)
+        return result
+
+    def _forget(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        if self._running.get(key, (0, None))[1] is done:
+            del self._running[key]
+        if not done.cancelled():
+            done.exception()  # retrieved, so an unawaited failure is not logged as lost
+
+
+SHARED = SharedReads()
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -73,8 +107,11 @@ async def follow(
     try:
         yield b"retry: 2000\n\n"
         while True:  # replay from the table first (the hub's queue fills meanwhile)
-            missed = await run_in_threadpool(
-                runtime.store.events_after, last, job_id=job_id, owner=owner
+            since = last
+            missed = await SHARED.read(
+                ("events", since, job_id, owner),
+                subscription,
+                partial(runtime.store.events_after, since, job_id=job_id, owner=owner),
             )
             for event in missed:
                 last = event.id
@@ -131,7 +168,11 @@ async def job_events(
     hub: EventHub = request.app.state.hub
     subscription = hub.subscribe(job_id=job_id)
     try:
-        job = await run_in_threadpool(runtime.store.get, job_id, principal.scope)
+        job = await SHARED.read(
+            ("job", job_id, principal.scope),
+            subscription,
+            lambda: runtime.store.get(job_id, principal.scope),
+        )
     except BaseException:
         hub.unsubscribe(subscription)
         raise

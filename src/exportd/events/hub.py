@@ -8,6 +8,7 @@ matches (by job id or owner)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ from exportd.store import SqlJobStore
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10_000
+_ticks = itertools.count(1)
+
+
+def tick() -> int:
+    """The next value of a process-wide clock that orders subscriptions and reads."""
+    return next(_ticks)
 
 
 @dataclass(eq=False)
@@ -27,6 +34,8 @@ class Subscription:
     owner: str | None
     queue: asyncio.Queue[Event] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     overflowed: bool = False
+    tick: int = field(default_factory=tick)
+    """When it was taken, on the clock of `tick()`."""
 
     def matches(self, event: Event) -> bool:
         if self.job_id is not None and event.job_id != self.job_id:
