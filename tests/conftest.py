@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import sqlalchemy as sa
 import uvicorn
 
 import support.exporters  # noqa: F401  (registers the test exporters)
@@ -28,6 +29,7 @@ from exportd.store import SqlJobStore, open_store
 PG_URL = os.environ.get(
     "EXPORTD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+MYSQL_URL = os.environ.get("EXPORTD_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 TESTS = Path(__file__).parent
 IN_CI = os.environ.get("CI") == "true"
 
@@ -65,6 +67,31 @@ def temporary_pg_database(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def temporary_mysql_database(prefix: str) -> Iterator[str]:
+    """A MySQL/MariaDB database of its own, dropped afterwards. Skips the test (with the
+    reason) when the server does not answer, in CI too: MySQL is a secondary source,
+    and `.ci/run` starts the machine's MariaDB when it is installed."""
+    import pymysql
+
+    parts = sa.make_url(MYSQL_URL)
+    login = {"host": parts.host, "port": parts.port or 3306, "user": parts.username}
+    login["password"] = parts.password or ""
+    try:
+        admin = pymysql.connect(**login, autocommit=True, connect_timeout=3)
+    except pymysql.Error as exc:
+        pytest.skip(f"MySQL/MariaDB not reachable at {MYSQL_URL}: {exc}")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}`")
+        yield parts.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from conftest import temporary_pg_database
+from conftest import temporary_mysql_database, temporary_pg_database
 from exportd.config import Settings
 
 BIG = 2**53 + 7
@@ -22,6 +22,9 @@ NOTES = ['a "quote"', "comma, here", "new\nline", "<script>alert(1)</script>", "
 CREATE = """CREATE TABLE orders (
     id BIGINT PRIMARY KEY, amount NUMERIC(20, 2), day DATE, at TIMESTAMP WITH TIME ZONE,
     paid BOOLEAN, status TEXT, note TEXT)"""
+CREATE_MYSQL = """CREATE TABLE orders (
+    id BIGINT PRIMARY KEY, amount NUMERIC(20, 2), day DATE, at DATETIME(6),
+    paid BOOLEAN, status VARCHAR(20), note TEXT) CHARACTER SET utf8mb4"""
 
 
 def order_rows(count: int = 60) -> list[dict[str, Any]]:
@@ -40,14 +43,17 @@ def order_rows(count: int = 60) -> list[dict[str, Any]]:
 
 
 def fill(url: str, rows: list[dict[str, Any]]) -> None:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    if engine.dialect.name == "sqlite":  # SQLite has no decimal or date types: text
+    engine = writable(url)
+    dialect = engine.dialect.name
+    if dialect == "sqlite":  # SQLite has no decimal or date types: text
         rows = [{k: _sqlite_value(v) for k, v in row.items()} for row in rows]
+    if dialect == "mysql":  # DATETIME holds no zone: UTC
+        rows = [{**row, "at": row["at"].replace(tzinfo=None)} for row in rows]
     with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
+        if dialect == "sqlite":
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         conn.exec_driver_sql("DROP TABLE IF EXISTS orders")
-        conn.exec_driver_sql(CREATE)
+        conn.exec_driver_sql(CREATE_MYSQL if dialect == "mysql" else CREATE)
         conn.execute(
             sa.text("INSERT INTO orders VALUES (:id, :amount, :day, :at, :paid, :status, :note)"),
             rows,
@@ -67,27 +73,45 @@ def _sqlite_value(value: Any) -> Any:
 def pg_source() -> Iterator[str]:
     """A PostgreSQL database of its own holding `orders`."""
     with temporary_pg_database("exportd_src") as url:
-        fill(url.replace("postgresql://", "postgresql+psycopg://", 1), order_rows())
+        fill(url, order_rows())
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module")
+def mysql_source() -> Iterator[str]:
+    """A MySQL/MariaDB database of its own holding `orders`."""
+    with temporary_mysql_database("exportd_src") as url:
+        fill(url, order_rows())
+        yield url
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of a fresh `orders` source: a SQLite file, or the PostgreSQL database."""
+    """The URL of a fresh `orders` source: a SQLite file, or the PostgreSQL or MariaDB
+    database."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'source.db'}"
         fill(url, order_rows())
         return url
-    pg: str = request.getfixturevalue("pg_source")
-    fill(pg.replace("postgresql://", "postgresql+psycopg://", 1), order_rows())
-    return pg
+    url = request.getfixturevalue(f"{'pg' if request.param == 'postgres' else 'mysql'}_source")
+    fill(url, order_rows())
+    return url
 
 
 def writable(url: str) -> sa.Engine:
     """A read-write engine on a source, for the test's own reads and writes."""
-    return sa.create_engine(
-        url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.pool.NullPool
-    )
+    for plain, driver in (
+        ("postgresql://", "postgresql+psycopg://"),
+        ("mysql://", "mysql+pymysql://"),
+    ):
+        url = url.replace(plain, driver, 1)
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
 QUERIES = {

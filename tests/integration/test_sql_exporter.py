@@ -19,6 +19,7 @@ from sql_sources import (
     QUERIES,
     Ctx,
     fill,
+    mysql_source,
     order_rows,
     pg_source,
     source_url,
@@ -38,7 +39,7 @@ from exportd.formats.values import json_default
 from exportd.jobs import NewJob, Status
 from exportd.runtime import Runtime
 
-__all__ = ["pg_source", "source_url"]
+__all__ = ["mysql_source", "pg_source", "source_url"]
 
 
 @pytest.fixture

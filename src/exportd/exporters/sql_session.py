@@ -106,6 +106,10 @@ def _mysql_begin(conn: Connection, timeout: float) -> None:
         with contextlib.suppress(sa.exc.DBAPIError):
             conn.exec_driver_sql(statement)
     conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    # The session too, not only the transaction: DDL (DROP, CREATE, ALTER, TRUNCATE)
+    # commits the open transaction implicitly and would then run in a fresh one that is
+    # writable, unless every transaction of this session is read-only.
+    conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
     conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
 
 
