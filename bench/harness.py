@@ -85,16 +85,21 @@ def pg_url_for(database: str) -> str:
     return f"{base}/{database}"
 
 
+def _own(name: str) -> str:
+    """`name` for this benchmark process: two runs at once must not drop each other's."""
+    return f"{name}_{os.getpid()}"
+
+
 def fresh_database(name: str) -> str:
     with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return pg_url_for(name)
+        conn.execute(f'DROP DATABASE IF EXISTS "{_own(name)}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{_own(name)}"')
+    return pg_url_for(_own(name))
 
 
 def drop_database(name: str) -> None:
     with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{_own(name)}" WITH (FORCE)')
 
 
 @contextmanager
