@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import jinja2
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import text
@@ -29,6 +28,9 @@ from exportd.exporters.sql_session import snapshot
 from exportd.formats import Document
 from exportd.formats.markup import markdown_cell
 from exportd.formats.values import to_text
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -59,6 +61,8 @@ def md_filter(value: Any) -> Markup:
 
 
 def environment(templates_dir: Path | None) -> jinja2.Environment:
+    import jinja2  # here, not at the top: only document jobs render templates
+
     folders = [str(templates_dir)] if templates_dir is not None else []
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([*folders, str(BUILTIN_TEMPLATES)]),
@@ -91,6 +95,8 @@ def query_rows(
 @exporter("document", params=DocumentParams, kind="document")
 def document(params: DocumentParams, ctx: ExportContext) -> Document:
     """A Jinja2 template (report, resume or your own) rendered as HTML, Markdown or PDF."""
+    import jinja2
+
     markup: Literal["html", "markdown"] = "markdown" if ctx.format == "markdown" else "html"
     name = f"{params.template}.{'md' if markup == 'markdown' else 'html'}.j2"
     env = environment(ctx.settings.templates_dir)
