@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 
 from exportd.errors import InvalidTransition, JobNotFound, LeaseLost
 from exportd.jobs import Artifact, ErrorInfo, NewJob, Progress, Status, utcnow
-from exportd.store import SqlJobStore
-from exportd.store.migrate import migration_context
-from exportd.store.schema import metadata
+from exportd.store import SqlJobStore, open_store
+from exportd.store.migrate import head, migration_context
+from exportd.store.schema import SCHEMA_REVISION, metadata
 
 
 def new(owner: str = "alice", **kw: object) -> NewJob:
@@ -30,6 +31,25 @@ def test_migrated_schema_matches_declared(store: SqlJobStore) -> None:
         diff = compare_metadata(migration_context(conn), metadata)
     assert diff == []
     assert store.migrations_current()
+
+
+def test_schema_revision_is_the_head_of_the_migrations(store: SqlJobStore) -> None:
+    """`SCHEMA_REVISION`, which lets a current store skip loading Alembic, is the head."""
+    assert head() == SCHEMA_REVISION
+    assert store.schema_revision() == SCHEMA_REVISION
+
+
+def test_a_new_database_is_not_current_until_migrated(tmp_path: Path) -> None:
+    fresh = open_store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert fresh.schema_revision() is None
+        assert not fresh.migrations_current()
+        fresh.migrate()
+        assert fresh.migrations_current()
+        fresh.migrate()  # already current: nothing to do
+        assert fresh.schema_revision() == SCHEMA_REVISION
+    finally:
+        fresh.dispose()
 
 
 def test_claim_order_priority_then_run_after_then_age(store: SqlJobStore) -> None:

@@ -195,3 +195,18 @@ def test_multi_slot_worker_runs_every_job_once(
     assert ran == sorted(job.id for job in queued)
     starts = [e for e in runtime.store.events_after(0, limit=10_000) if e.type == "started"]
     assert len(starts) == len(queued)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx"])
+def test_an_export_holds_one_batch_at_a_time(
+    make_runtime: Callable[..., Runtime], fmt: str
+) -> None:
+    """Nothing keeps a batch once it is written, so the exporter's next batch is never
+    in memory beside it."""
+    runtime = make_runtime()
+    job = runtime.store.enqueue(NewJob(owner="a", exporter="handoff", params={}, format=fmt))
+    runtime.start_worker(concurrency=1)
+    done = wait_for_status(runtime.store, job.id, Status.COMPLETED, Status.FAILED)
+    assert done.error is None
+    assert done.status == Status.COMPLETED
+    assert done.progress.done == 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -77,3 +78,22 @@ def flaky(params: FlakyParams, ctx: ExportContext) -> Iterator[list[dict[str, ob
     if ctx.attempt <= params.fail_times:
         raise RetryableError(f"attempt {ctx.attempt} failed", code=params.code)
     yield [{"ok": True, "attempt": ctx.attempt}]
+
+
+class HandoffParams(BaseModel):
+    batches: int = 4
+    rows_per_batch: int = 100
+
+
+@exporter("handoff", params=HandoffParams)
+def handoff(params: HandoffParams, ctx: ExportContext) -> Iterator[pa.RecordBatch]:
+    """Fails if a batch it yielded is still referenced (by the runner, the output, a
+    writer) when it starts making the next one."""
+    previous: weakref.ref[pa.RecordBatch] | None = None
+    for index in range(params.batches):
+        if previous is not None and previous() is not None:
+            raise PermanentError(f"batch {index - 1} is still alive", code="batch_kept")
+        batch = slow_batch(index, params.rows_per_batch)
+        previous = weakref.ref(batch)
+        yield batch
+        del batch

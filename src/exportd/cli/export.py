@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -27,9 +27,11 @@ from exportd.cli.jobs import (
     connection_options,
     fail,
 )
-from exportd.client import Client, ClientError, Job
-from exportd.client._core import pick_artifact
-from exportd.client._download import CHUNK, PartFile, target_path
+
+if TYPE_CHECKING:
+    # The client (httpx) is imported where it is used: `exportd worker` and `exportd
+    # serve` register this command too and never need it.
+    from exportd.client import Job
 
 LOCAL_OWNER = "local"
 
@@ -235,6 +237,8 @@ def export(
 
 
 def _remote(url: str, token: str | None, order: Order, display: ProgressDisplay) -> Path:
+    from exportd.client import Client, ClientError
+
     job: Job | None = None
     with Client(url, token) as client:
         try:
@@ -272,6 +276,8 @@ def _finished(job: Job, display: ProgressDisplay) -> None:
 def _interrupted(
     display: ProgressDisplay, job: Job | None, cancel: Callable[[str], object]
 ) -> NoReturn:
+    from exportd.client import ClientError
+
     if job is not None:
         display.say(f"interrupted: cancelling export {job.id}")
         try:
@@ -359,6 +365,7 @@ def _follow(
 ) -> Job | None:
     """Poll the store until the job ends: its last snapshot, or None when interrupted."""
     from exportd.api.schemas import job_out
+    from exportd.client import Job
 
     deadline = time.monotonic() + timeout if timeout else None
     while True:
@@ -372,6 +379,9 @@ def _follow(
 
 def _copy_out(runtime: Any, job_id: str, job: Job, order: Order, display: ProgressDisplay) -> Path:
     """Copy the artifact out of local storage through a verified `.part`."""
+    from exportd.client._core import pick_artifact
+    from exportd.client._download import CHUNK, PartFile, target_path
+
     artifact = pick_artifact(job, order.name)
     if artifact is None:
         names = ", ".join(a.name for a in job.artifacts)

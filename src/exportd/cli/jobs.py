@@ -6,13 +6,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import orjson
 
 from exportd.cli import cli
-from exportd.client import ApiError, Client, ClientError, InvalidRequest, Job
+
+if TYPE_CHECKING:
+    # The client (httpx) is imported by the commands that use it: `exportd worker` and
+    # `exportd serve` register these commands too and never need it.
+    from exportd.client import Client, ClientError, Job
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,6 +43,8 @@ def connection_options(command: F) -> F:
 
 def fail(exc: ClientError) -> NoReturn:
     """Print a client error and exit: 2 for a request the server calls invalid, else 1."""
+    from exportd.client import ApiError, InvalidRequest
+
     message = f"{exc.code}: {exc.detail}" if isinstance(exc, ApiError) else str(exc)
     click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_USAGE if isinstance(exc, InvalidRequest) else EXIT_FAILED)
@@ -47,6 +53,8 @@ def fail(exc: ClientError) -> NoReturn:
 @contextmanager
 def connect(url: str | None, token: str | None) -> Iterator[Client]:
     """A client whose errors end the command with a message and an exit code."""
+    from exportd.client import Client, ClientError
+
     try:
         with Client(url, token) as client:
             yield client

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import jinja2
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import text
@@ -31,6 +30,9 @@ from exportd.exporters.sql_session import snapshot
 from exportd.formats import Document
 from exportd.formats.markup import markdown_cell
 from exportd.formats.values import to_text
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -61,6 +63,8 @@ def md_filter(value: Any) -> Markup:
 
 
 def environment(templates_dir: Path | None) -> jinja2.Environment:
+    import jinja2  # here, not at the top: only document jobs render templates
+
     folders = [str(templates_dir)] if templates_dir is not None else []
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([*folders, str(BUILTIN_TEMPLATES)]),
@@ -91,6 +95,8 @@ def query_rows(
 
 
 def load_template(params: DocumentParams, settings: Settings, fmt: str) -> jinja2.Template:
+    import jinja2
+
     name = f"{params.template}.{'md' if fmt == 'markdown' else 'html'}.j2"
     try:
         return environment(settings.templates_dir).get_template(name)
@@ -112,6 +118,8 @@ def check_document(params: DocumentParams, settings: Settings) -> None:
 @exporter("document", params=DocumentParams, kind="document", check=check_document)
 def document(params: DocumentParams, ctx: ExportContext) -> Document:
     """A Jinja2 template (report, resume or your own) rendered as HTML, Markdown or PDF."""
+    import jinja2
+
     markup: Literal["html", "markdown"] = "markdown" if ctx.format == "markdown" else "html"
     template = load_template(params, ctx.settings, markup)
     ctx.step("reading rows")

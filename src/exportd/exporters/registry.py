@@ -95,6 +95,16 @@ def no_check(params: Any, settings: Settings) -> None:
     return None
 
 
+def _to_item(item: Any) -> Item | None:
+    """An exporter's item as the runner takes it (None for an empty list)."""
+    if isinstance(item, Encoded):
+        return item
+    if isinstance(item, NamedBatch):
+        batch = _to_batch(item.batch)
+        return None if batch is None else NamedBatch(item.name, batch)
+    return _to_batch(item)
+
+
 def _to_batch(rows: Any) -> pa.RecordBatch | None:
     if isinstance(rows, list):
         return pa.RecordBatch.from_pylist(rows) if rows else None
@@ -123,16 +133,13 @@ class ExporterSpec:
         """A tabular exporter's items, with lists of dicts converted to record batches
         and empty lists dropped."""
         for item in self.fn(params, ctx):
-            if isinstance(item, Encoded):
-                yield item
-            elif isinstance(item, NamedBatch):
-                batch = _to_batch(item.batch)
-                if batch is not None:
-                    yield NamedBatch(item.name, batch)
-            else:
-                batch = _to_batch(item)
-                if batch is not None:
-                    yield batch
+            converted = _to_item(item)
+            # Hold no batch while the exporter makes the next one: the loop variables
+            # would keep the previous one alive beside it (twice the memory).
+            del item
+            if converted is not None:
+                yield converted
+                del converted
 
     def render(self, params: BaseModel, ctx: ExportContext) -> Document:
         """A document exporter's document (returned, or yielded once)."""

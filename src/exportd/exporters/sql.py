@@ -23,12 +23,10 @@ from __future__ import annotations
 import contextlib
 import select
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import psycopg
 import pyarrow as pa
-from psycopg import pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -45,6 +43,9 @@ from exportd.exporters.sql_session import (
     snapshot,
 )
 from exportd.formats.values import to_text
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class SqlParams(BaseModel):
@@ -184,6 +185,11 @@ def copy_csv(
     microseconds a row. The server sends one message per row (the header included), so
     rows are counted by message. COPY takes no server-side parameters: they are bound
     client-side by psycopg's own quoting."""
+    # psycopg is imported by the paths that use it: a worker whose job store and sources
+    # are not PostgreSQL never loads it (~9 MB).
+    import psycopg
+    from psycopg import pq
+
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     compiled = text(statement).compile(dialect=conn.dialect)
@@ -230,6 +236,8 @@ def _copy_blocks(pgconn: Any, ctx: ExportContext) -> Iterator[Encoded]:
 
 
 def _drain(pgconn: Any) -> None:
+    from psycopg import pq
+
     while (result := pgconn.get_result()) is not None:
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise _result_error(result)
@@ -239,6 +247,8 @@ def _result_error(result: Any) -> JobFailure:
     """A failed libpq result as the job's error (same codes as the cursor path)."""
     if result is None:
         return RetryableError("the source returned no result", code="source_unavailable")
+    from psycopg import pq
+
     message = " ".join(result.error_message.decode(errors="replace").split())[:500]
     state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
     if state in READ_ONLY_STATES:

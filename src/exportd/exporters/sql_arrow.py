@@ -32,16 +32,17 @@ from __future__ import annotations
 
 import contextlib
 import decimal
+import importlib.util
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from functools import cache
 from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
 from exportd.errors import JobFailure, PermanentError, RetryableError
@@ -49,12 +50,7 @@ from exportd.exporters.registry import ExportContext
 from exportd.exporters.sources import Source
 from exportd.exporters.sql_session import READ_ONLY_STATES, TIMEOUT_STATES
 
-adbc: Any
-try:
-    import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped,no-redef]
-except ImportError:  # pragma: no cover - the driver is a dependency
-    adbc = None
-
+DRIVER = "adbc_driver_postgresql"
 T = TypeVar("T")
 NO_COPY = {"adbc.postgresql.use_copy": "false"}
 CURSOR = "exportd_rows"
@@ -65,10 +61,16 @@ class Unsupported(Exception):
     """This export cannot be read through ADBC; nothing has been produced yet."""
 
 
+@cache
+def installed() -> bool:
+    """The driver is installed (looked up without importing it)."""
+    return importlib.util.find_spec(DRIVER) is not None
+
+
 def usable(url: str) -> bool:
     """ADBC is installed and the source is PostgreSQL."""
     backend = make_url(url).get_backend_name()
-    return adbc is not None and backend in ("postgres", "postgresql")
+    return backend in ("postgres", "postgresql") and installed()
 
 
 def libpq_uri(url: str) -> str:
@@ -78,6 +80,8 @@ def libpq_uri(url: str) -> str:
 
 def compile_statement(statement: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
     """The statement with `$n` placeholders and its values in that order."""
+    from sqlalchemy.dialects import postgresql  # only this path compiles for PostgreSQL
+
     dialect = postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
     compiled = text(statement).compile(dialect=dialect)
     bound = compiled.construct_params(values)
@@ -112,7 +116,12 @@ def export(
 def session(url: str, timeout: float) -> Iterator[Any]:
     """An ADBC connection inside one read-only REPEATABLE READ transaction, rolled back
     and closed at the end."""
-    assert adbc is not None
+    # Imported here: the driver and what it loads (pyarrow.dataset, pandas when
+    # installed) take ~37 MB, which a worker that never runs this path should not hold.
+    try:
+        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - the driver is a dependency
+        raise Unsupported(f"the ADBC driver cannot be loaded: {exc}") from exc
     try:
         conn = adbc.connect(libpq_uri(url))
     except Exception as exc:

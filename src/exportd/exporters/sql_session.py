@@ -15,11 +15,11 @@ Driver errors are translated to `PermanentError`/`RetryableError` with stable co
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -149,7 +149,12 @@ def translate_errors() -> Iterator[None]:
         yield
     except sa.exc.DBAPIError as exc:
         raise classify_db_error(exc) from exc
-    except psycopg.Error as exc:  # raised by the raw COPY path, outside SQLAlchemy
+    except Exception as exc:
+        # psycopg errors raised by the raw COPY path, outside SQLAlchemy. psycopg is not
+        # imported for this: when it is not loaded, none of its errors can be raised.
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
         wrapped = sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error)
         assert isinstance(wrapped, sa.exc.DBAPIError)
         raise classify_db_error(wrapped) from exc

@@ -7,11 +7,15 @@ file stays `.parquet`: `none` → snappy (Parquet's own default, cheap to read),
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from exportd.formats.base import TabularWriter
 from exportd.formats.sink import Stream
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 CODECS = {"none": "snappy", "gzip": "gzip", "zstd": "zstd", "brotli": "brotli"}
 
@@ -22,6 +26,10 @@ class ParquetWriter(TabularWriter):
         self._writer: pq.ParquetWriter | None = None
 
     def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
+        # Imported here, when a Parquet file is written: a worker that never writes one
+        # does not hold pyarrow.parquet (~9 MB).
+        import pyarrow.parquet as pq
+
         return pq.ParquetWriter(
             self.stream,
             schema,

@@ -7,9 +7,6 @@ import gzip
 import hashlib
 from typing import Protocol
 
-import brotli  # type: ignore[import-untyped]
-import zstandard
-
 from exportd.errors import PermanentError
 
 
@@ -69,6 +66,8 @@ class _Gzip:
 
 class _Zstd:
     def __init__(self, sink: HashingSink) -> None:
+        import zstandard  # here: only zstd jobs load the codec
+
         self._sink = sink
         self._compressor = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
 
@@ -83,6 +82,8 @@ class _Zstd:
 
 class _Brotli:
     def __init__(self, sink: HashingSink) -> None:
+        import brotli  # type: ignore[import-untyped]  # here: only brotli jobs load the codec
+
         self._sink = sink
         self._compressor = brotli.Compressor(quality=5)
 

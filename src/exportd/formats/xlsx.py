@@ -17,7 +17,6 @@ import tempfile
 from typing import Any
 
 import pyarrow as pa
-import xlsxwriter  # type: ignore[import-untyped]
 
 from exportd.errors import PermanentError
 from exportd.formats.base import TabularWriter
@@ -33,6 +32,10 @@ class XlsxWriter(TabularWriter):
     max_rows = SHEET_ROWS - 1
 
     def __init__(self, stream: Stream, *, compression: str = "none") -> None:
+        # Imported here, when an xlsx file is written: a worker that never writes one
+        # does not hold xlsxwriter (~3 MB).
+        import xlsxwriter  # type: ignore[import-untyped]
+
         super().__init__(stream, compression=compression)
         self._tmp = tempfile.TemporaryDirectory(prefix="exportd-xlsx-")
         self._book = xlsxwriter.Workbook(

@@ -10,8 +10,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from exportd.store.schema import VERSION_TABLE
+
 MIGRATIONS = Path(__file__).parent / "migrations"
-VERSION_TABLE = "exportd_alembic_version"
 
 
 def _config(engine: Engine) -> Config:
@@ -29,15 +30,6 @@ def head() -> str:
     head = ScriptDirectory.from_config(_config(None)).get_current_head()  # type: ignore[arg-type]
     assert head is not None
     return head
-
-
-def current(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        return migration_context(conn).get_current_revision()
-
-
-def is_current(engine: Engine) -> bool:
-    return current(engine) == head()
 
 
 def migration_context(conn: Connection) -> MigrationContext:

@@ -11,6 +11,11 @@ from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
 
+SCHEMA_REVISION = "0003"
+"""The Alembic revision that `metadata` describes: the head of `store/migrations` (a test
+checks it). A store already at it is current without loading Alembic."""
+VERSION_TABLE = "exportd_alembic_version"
+
 BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 

@@ -34,7 +34,14 @@ from exportd.jobs import (
     utcnow,
 )
 from exportd.store.rows import artifact_from_row, event_from_row, job_from_row, progress_data
-from exportd.store.schema import artifacts, job_events, jobs, metadata
+from exportd.store.schema import (
+    SCHEMA_REVISION,
+    VERSION_TABLE,
+    artifacts,
+    job_events,
+    jobs,
+    metadata,
+)
 from exportd.store.tokens import Batch, TokenStoreMixin
 
 QUEUED_LITERAL: sa.ColumnElement[str] = sa.literal_column("'queued'")
@@ -147,14 +154,26 @@ class SqlJobStore(TokenStoreMixin):
     # -- schema ------------------------------------------------------------------------
 
     def migrate(self) -> None:
+        """Bring the schema up to date. Alembic is imported only when there is something
+        to migrate: every worker on the embedded SQLite store calls this at start, and
+        would otherwise keep Alembic (~8 MB) loaded for nothing."""
+        if self.migrations_current():
+            return
         from exportd.store.migrate import upgrade
 
         upgrade(self.engine)
 
     def migrations_current(self) -> bool:
-        from exportd.store.migrate import is_current
+        return self.schema_revision() == SCHEMA_REVISION
 
-        return is_current(self.engine)
+    def schema_revision(self) -> str | None:
+        """The revision recorded in Alembic's version table (None before any migration)."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(VERSION_TABLE):
+                return None
+            version = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
+            revision: str | None = conn.execute(sa.select(version.c.version_num)).scalar()
+            return revision
 
     def ping(self) -> None:
         with self._tx() as conn:

@@ -161,6 +161,7 @@ class JobRunner:
             else:
                 output.write(item)
                 attempt.advance(item.num_rows)
+            del item  # not kept alive beside the next batch while that one is made
 
     def _complete(
         self, attempt: Attempt, files: list[OutputFile], request: ClaimRequest | None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from exportd.store.migrate import VERSION_TABLE
-from exportd.store.schema import metadata
+from exportd.store.schema import VERSION_TABLE, metadata
 
 engine = context.config.attributes["engine"]
 
