@@ -223,6 +223,7 @@ def run(quick: bool, pg_url: str) -> list[Result]:
                             None if limit is None else ratio <= limit,
                             notes=f"median ratio {ratio:.3f}",
                             samples={"exportd": ours, "reference": theirs, "ratio": ratio},
+                            paired_ratio=ratio,
                         )
                     )
             finally:

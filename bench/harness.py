@@ -38,9 +38,14 @@ class Result:
     met: bool | None = None
     notes: str = ""
     samples: dict[str, Any] = field(default_factory=dict)
+    paired_ratio: float | None = None
+    """For side-by-side timings: the median of the per-run ratios, which is what the
+    table shows and the goal is judged on (not the ratio of the two medians)."""
 
     @property
     def ratio(self) -> float | None:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         if self.reference in (None, 0):
             return None
         assert self.reference is not None
