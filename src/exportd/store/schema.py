@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The Alembic revision that `metadata` describes: the head of `store/migrations` (a test
 checks it). A store already at it is current without loading Alembic."""
 VERSION_TABLE = "exportd_alembic_version"
@@ -78,10 +78,27 @@ jobs = sa.Table(
     sa.Column("finished_at", UtcDateTime(), nullable=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_exportd_jobs_owner_created", "owner", "id"),
-    sa.Index("ix_exportd_jobs_running_owner", "status", "owner"),
-    sa.Index("ix_exportd_jobs_batch", "batch_id"),
-    sa.Index("ix_exportd_jobs_idempotency", "owner", "idempotency_key", unique=True),
 )
+
+# Partial indexes (migration 0004): a status change writes a row version into every index
+# whose predicate the new version meets, so indexes only some rows need stay partial.
+for _name, _columns, _where, _unique in (
+    ("ix_exportd_jobs_running", ("owner",), "status = 'running'", False),
+    ("ix_exportd_jobs_batch", ("batch_id",), "batch_id IS NOT NULL", False),
+    (
+        "ix_exportd_jobs_idempotency",
+        ("owner", "idempotency_key"),
+        "idempotency_key IS NOT NULL",
+        True,
+    ),
+):
+    sa.Index(
+        _name,
+        *(jobs.c[column] for column in _columns),
+        unique=_unique,
+        postgresql_where=sa.text(_where),
+        sqlite_where=sa.text(_where),
+    )
 
 # The claim order exactly, queued jobs only: a claim reads the first rows in index order
 # instead of sorting the whole queue.
