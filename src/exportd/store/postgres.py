@@ -220,8 +220,6 @@ class PostgresJobStore(SqlJobStore):
     def _claim_in(
         self, conn: Connection, request: ClaimRequest, limit: int, *, events: bool = True
     ) -> list[Claim]:
-        """Claim up to `limit` jobs; with `events=False` their `started` events are left
-        to the caller's last statement (see `complete_and_claim`)."""
         token = f"{request.worker_id}/{new_id()[-12:]}"
         now = utcnow()
         owner_cap, lease_seconds = request.owner_cap, request.lease_seconds
@@ -264,25 +262,6 @@ class PostgresJobStore(SqlJobStore):
         job_id, attempt, token = claim.fence
         if not _run(conn, HOLD, {"id": job_id, "attempt": attempt, "token": token}):
             raise LeaseLost(f"job {job_id} attempt {attempt} is no longer held by this worker")
-
-    def complete_and_claim(
-        self,
-        claim: Claim,
-        produced: Sequence[Artifact],
-        progress: Progress,
-        request: ClaimRequest,
-    ) -> tuple[Job, Claim | None]:
-        """As in `SqlJobStore`, but every event of the transaction (the next job's
-        `started`, this one's `completed`) is written by its last statement, so the
-        events-order lock is held only while that statement and the commit run, never
-        across a round trip to this process (which, with several slots busy, waits for
-        the GIL). Measured before this change: the lock held from the claim to the
-        commit capped one worker's no-op throughput whatever its CPU use."""
-        with self._tx(write=True) as conn:
-            self._hold(conn, claim)
-            taken = self._claim_in(conn, request, 1, events=False)
-            job = self._complete_in(conn, claim, produced, progress, started=taken)
-        return job, taken[0] if taken else None
 
     def _complete_in(
         self,

@@ -417,7 +417,11 @@ class SqlJobStore(TokenStoreMixin):
         with self._tx(write=True) as conn:
             return self._claim_in(conn, request, limit)
 
-    def _claim_in(self, conn: Connection, request: ClaimRequest, limit: int) -> list[Claim]:
+    def _claim_in(
+        self, conn: Connection, request: ClaimRequest, limit: int, *, events: bool = True
+    ) -> list[Claim]:
+        """Claim up to `limit` jobs; with `events=False` their `started` events are left
+        to the caller's last statement (see `complete_and_claim`)."""
         token = f"{request.worker_id}/{new_id()[-12:]}"
         now = utcnow()
         claims: list[Claim] = []
@@ -442,7 +446,8 @@ class SqlJobStore(TokenStoreMixin):
             if row is None:
                 break
             job = job_from_row(row)
-            self._event(conn, job, "started", status=Status.RUNNING, attempt=job.attempt)
+            if events:
+                self._started_event(conn, job)
             claims.append(Claim(job, token))
         return claims
 
@@ -539,6 +544,10 @@ class SqlJobStore(TokenStoreMixin):
         """`complete`, and `claim` the worker's next job in the same transaction (one
         commit instead of two). The claim comes first, so the finishing job still counts
         against its owner's cap; if the completion is fenced off, nothing is claimed.
+        Every event of the transaction (this job's `completed`, the next one's
+        `started`) is written by the completion, last: on PostgreSQL the events-order
+        lock is then held only while that statement and the commit run, never across a
+        round trip to this process (which, with several slots busy, waits for the GIL).
 
         Lock order: the finishing job's row is locked before the claim takes any
         advisory lock, so this transaction never waits for a row while it holds the
@@ -546,8 +555,8 @@ class SqlJobStore(TokenStoreMixin):
         lock a `FOR UPDATE SKIP LOCKED` scan took on a row that turned out to be taken)."""
         with self._tx(write=True) as conn:
             self._hold(conn, claim)
-            taken = self._claim_in(conn, request, 1)
-            job = self._complete_in(conn, claim, produced, progress)
+            taken = self._claim_in(conn, request, 1, events=False)
+            job = self._complete_in(conn, claim, produced, progress, started=taken)
         return job, taken[0] if taken else None
 
     def _hold(self, conn: Connection, claim: Claim) -> None:
@@ -566,9 +575,19 @@ class SqlJobStore(TokenStoreMixin):
         if row is None:
             raise LeaseLost(f"job {job_id} attempt {attempt} is no longer held by this worker")
 
+    def _started_event(self, conn: Connection, job: Job) -> None:
+        self._event(conn, job, "started", status=Status.RUNNING, attempt=job.attempt)
+
     def _complete_in(
-        self, conn: Connection, claim: Claim, produced: Sequence[Artifact], progress: Progress
+        self,
+        conn: Connection,
+        claim: Claim,
+        produced: Sequence[Artifact],
+        progress: Progress,
+        started: Sequence[Claim] = (),
     ) -> Job:
+        """Finish the attempt, then write the `started` events of `started`, jobs this
+        transaction claimed quietly."""
         now = utcnow()
         row = self._fenced_update(
             conn,
@@ -608,6 +627,8 @@ class SqlJobStore(TokenStoreMixin):
             progress=progress_data(progress),
             artifacts=[{"name": a.name, "size": a.size, "sha256": a.sha256} for a in produced],
         )
+        for taken in started:
+            self._started_event(conn, taken.job)
         return job_from_row(row, tuple(produced))
 
     def fail(self, claim: Claim, error: ErrorInfo, *, retry_at: datetime | None) -> Job:
