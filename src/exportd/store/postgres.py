@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from exportd.errors import LeaseLost
 from exportd.jobs import Artifact, Claim, Job, Progress, Status, new_id, utcnow
-from exportd.store.rows import job_from_mapping, progress_data
+from exportd.store.rows import completed_data, job_from_mapping
 from exportd.store.schema import jobs
 from exportd.store.sql import ClaimRequest, SqlJobStore
 
@@ -273,13 +273,6 @@ class PostgresJobStore(SqlJobStore):
     ) -> Job:
         job_id, attempt, token = claim.fence
         now = utcnow()
-        listed = [{"name": a.name, "size": a.size, "sha256": a.sha256} for a in produced]
-        data = {
-            "status": Status.COMPLETED,
-            "attempt": attempt,
-            "progress": progress_data(progress),
-            "artifacts": listed,
-        }
         params = {
             "id": job_id,
             "attempt": attempt,
@@ -291,7 +284,7 @@ class PostgresJobStore(SqlJobStore):
             "message": progress.message,
             "artifacts": orjson.dumps([asdict(a) for a in produced]).decode(),
             "lock": EVENTS_LOCK,
-            "data": orjson.dumps(data, default=str).decode(),
+            "data": orjson.dumps(completed_data(attempt, progress, produced), default=str).decode(),
             "started": orjson.dumps(
                 [
                     {"job_id": c.job.id, "owner": c.job.owner, "attempt": c.job.attempt}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from exportd.jobs import Artifact, Event, Job, JobError, Progress, Status
@@ -76,6 +76,18 @@ def event_from_row(row: Any) -> Event:
         data=m["data"],
         created_at=m["created_at"],
     )
+
+
+def completed_data(
+    attempt: int, progress: Progress, produced: Sequence[Artifact]
+) -> dict[str, Any]:
+    """The data of a `completed` event."""
+    return {
+        "status": Status.COMPLETED,
+        "attempt": attempt,
+        "progress": progress_data(progress),
+        "artifacts": [{"name": a.name, "size": a.size, "sha256": a.sha256} for a in produced],
+    }
 
 
 def progress_data(progress: Progress) -> dict[str, Any]:

@@ -33,7 +33,13 @@ from exportd.jobs import (
     new_id,
     utcnow,
 )
-from exportd.store.rows import artifact_from_row, event_from_row, job_from_row, progress_data
+from exportd.store.rows import (
+    artifact_from_row,
+    completed_data,
+    event_from_row,
+    job_from_row,
+    progress_data,
+)
 from exportd.store.schema import (
     SCHEMA_REVISION,
     VERSION_TABLE,
@@ -618,15 +624,7 @@ class SqlJobStore(TokenStoreMixin):
                     created_at=now,
                 )
             )
-        self._event(
-            conn,
-            row,
-            "completed",
-            status=Status.COMPLETED,
-            attempt=row.attempt,
-            progress=progress_data(progress),
-            artifacts=[{"name": a.name, "size": a.size, "sha256": a.sha256} for a in produced],
-        )
+        self._event(conn, row, "completed", **completed_data(row.attempt, progress, produced))
         for taken in started:
             self._started_event(conn, taken.job)
         return job_from_row(row, tuple(produced))
