@@ -24,8 +24,7 @@ from sqlalchemy import text
 from exportd.config import Settings
 from exportd.errors import PermanentError
 from exportd.exporters.registry import ExportContext, exporter
-from exportd.exporters.sources import get_source
-from exportd.exporters.sql import SqlParams, resolve
+from exportd.exporters.sql import SqlParams, check_sql, resolve
 from exportd.exporters.sql_session import snapshot
 from exportd.formats import Document
 from exportd.formats.markup import markdown_cell
@@ -112,7 +111,9 @@ def check_document(params: DocumentParams, settings: Settings) -> None:
     except PermanentError:
         load_template(params, settings, "markdown")
     if params.source is not None and params.query is not None:
-        get_source(settings, params.source).query(params.query).bind(params.params)
+        check_sql(
+            SqlParams(source=params.source, query=params.query, params=params.params), settings
+        )
 
 
 @exporter("document", params=DocumentParams, kind="document", check=check_document)

@@ -25,7 +25,6 @@ import select
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import text
@@ -40,6 +39,7 @@ from exportd.exporters.sql_session import (
     READ_ONLY_STATES,
     TIMEOUT_STATES,
     _Deadline,
+    planned_rows,
     snapshot,
 )
 from exportd.formats.values import to_text
@@ -117,10 +117,9 @@ def sql(params: SqlParams, ctx: ExportContext) -> Iterator[pa.RecordBatch | Enco
 
 def estimate_rows(conn: Connection, statement: str, values: dict[str, Any]) -> int:
     """PostgreSQL's planner estimate of the rows `statement` returns (no scan)."""
-    plan = conn.execute(text(f"EXPLAIN (FORMAT JSON) {statement}"), values).scalar_one()
-    if isinstance(plan, str | bytes):
-        plan = orjson.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+    return planned_rows(
+        conn.execute(text(f"EXPLAIN (FORMAT JSON) {statement}"), values).scalar_one()
+    )
 
 
 def count_rows(conn: Connection, statement: str, values: dict[str, Any]) -> int:

@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any, TypeVar
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import text
@@ -48,7 +47,7 @@ from sqlalchemy.engine import make_url
 from exportd.errors import JobFailure, PermanentError, RetryableError
 from exportd.exporters.registry import ExportContext
 from exportd.exporters.sources import Source
-from exportd.exporters.sql_session import READ_ONLY_STATES, TIMEOUT_STATES
+from exportd.exporters.sql_session import READ_ONLY_STATES, TIMEOUT_STATES, planned_rows
 
 DRIVER = "adbc_driver_postgresql"
 T = TypeVar("T")
@@ -185,10 +184,7 @@ def estimate_rows(conn: Any, query: str, params: pa.RecordBatch | None) -> int:
     """PostgreSQL's planner estimate of the rows `query` returns (no scan)."""
     with translate(), _cursor(conn) as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {query}", parameters=params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str | bytes):
-        plan = orjson.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
+        return planned_rows(cursor.fetchone()[0])
 
 
 def count_rows(conn: Any, query: str, params: pa.RecordBatch | None) -> int:

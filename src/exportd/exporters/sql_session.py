@@ -15,6 +15,7 @@ Driver errors are translated to `PermanentError`/`RetryableError` with stable co
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -158,3 +159,10 @@ def translate_errors() -> Iterator[None]:
         wrapped = sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error)
         assert isinstance(wrapped, sa.exc.DBAPIError)
         raise classify_db_error(wrapped) from exc
+
+
+def planned_rows(plan: Any) -> int:
+    """The row count in PostgreSQL's `EXPLAIN (FORMAT JSON)` output (text or parsed)."""
+    if isinstance(plan, str | bytes):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
