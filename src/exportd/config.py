@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=100)
     max_runtime_seconds: float = Field(default=6 * 3600, gt=0)
     progress_interval: float = Field(default=0.25, gt=0)
+    store_retry_seconds: float = Field(
+        default=60.0, ge=0, description="how long a worker retries a transient store error"
+    )
+    sweep_interval_seconds: float = Field(
+        default=300.0, gt=0, description="how often leftover files are swept"
+    )
+    sweep_grace_seconds: float = Field(
+        default=900.0, ge=0, description="age before a leftover file counts as garbage"
+    )
 
     max_parts: int = Field(default=1000, ge=1, description="most files one export may split into")
     sources: str | None = Field(

@@ -3,10 +3,14 @@
     ExportdError
     ├── ConfigurationError          bad settings or URLs
     ├── StoreError                  the job store failed (driver errors are translated to this)
+    │   ├── TransientStoreError     deadlock, serialization failure, lost connection, busy:
+    │   │                           worth retrying; never a failure of the export itself
     │   ├── JobNotFound
     │   ├── InvalidTransition       a status change the lifecycle forbids
     │   └── LeaseLost               a worker's fenced write found the job taken from it
+    ├── ActiveLimitReached          an owner already has as many active jobs as allowed
     ├── StorageError                artifact storage failed
+    │   ├── StorageFull             no space left (ENOSPC, EDQUOT): retried with backoff
     │   └── ArtifactNotFound
     ├── JobFailure                  raised inside an export to end the attempt
     │   ├── PermanentError          fails the job at once (bad params, not found, forbidden)
@@ -34,6 +38,11 @@ class StoreError(ExportdError):
     pass
 
 
+class TransientStoreError(StoreError):
+    """The operation did not happen and may succeed if tried again (or, for a lost
+    connection during commit, may have happened: callers that retry check)."""
+
+
 class JobNotFound(StoreError):
     pass
 
@@ -46,7 +55,21 @@ class LeaseLost(StoreError):
     """A fenced write by a worker matched no row: the attempt is no longer this worker's."""
 
 
+class ActiveLimitReached(ExportdError):
+    """Creating (or retrying) would give the owner more queued and running jobs than its
+    limit; nothing was stored."""
+
+    def __init__(self, active: int, limit: int) -> None:
+        super().__init__(f"{active} jobs are queued or running; the limit is {limit}")
+        self.active = active
+        self.limit = limit
+
+
 class StorageError(ExportdError):
+    pass
+
+
+class StorageFull(StorageError):
     pass
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,9 +13,12 @@ from exportd.exporters import Registry, load_all
 from exportd.jobs import RetryPolicy
 from exportd.storage import ArtifactStorage, open_storage
 from exportd.store import SqliteJobStore, SqlJobStore, open_store
-from exportd.worker import JobRunner, Worker
+from exportd.worker import JobRunner, Worker, make_worker_id
+from exportd.worker.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
+
+LINK_KEY = "link_signing_key"
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Runtime:
         settings = settings or Settings()
         settings.ensure_home()
         store = open_store(settings.resolved_database_url())
+        store.retry_seconds = settings.store_retry_seconds
         if migrate or isinstance(store, SqliteJobStore):
             store.migrate()
         elif not store.migrations_current():
@@ -49,7 +52,10 @@ class Runtime:
         return RetryPolicy(self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
 
     def secret_key(self) -> bytes:
-        """`EXPORTD_SECRET_KEY`, or a key generated once and kept in `EXPORTD_HOME`."""
+        """The key that signs download links: `EXPORTD_SECRET_KEY` if set, else one key
+        kept in the job store, created once by whichever process asks first, so every
+        API server sharing the store signs and verifies the same links. (A key file
+        left in `EXPORTD_HOME` by an earlier version seeds it, so its links stay valid.)"""
         if self._secret is None:
             self._secret = self._load_secret()
         return self._secret
@@ -57,15 +63,18 @@ class Runtime:
     def _load_secret(self) -> bytes:
         if self.settings.secret_key:
             return self.settings.secret_key.encode()
-        path = self.settings.home / "secret.key"
+        value = self.store.shared_secret(LINK_KEY, self._first_secret)
+        if not value.strip():
+            raise ConfigurationError("the stored link-signing key is empty")
+        return value.strip().encode()
+
+    def _first_secret(self) -> str:
+        legacy = self.settings.home / "secret.key"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+            old = legacy.read_text().strip()
+        except OSError:
+            old = ""
+        return old or secrets.token_urlsafe(48)
 
     def bootstrap_admin_token(self) -> str | None:
         """On first start, create an admin token if there is none; returns its secret."""
@@ -85,7 +94,17 @@ class Runtime:
             settings=self.settings,
         )
 
+    def sweeper(self, holder: str | None = None) -> Sweeper:
+        return Sweeper(
+            self.store,
+            self.storage,
+            holder=holder or make_worker_id(),
+            grace_seconds=self.settings.sweep_grace_seconds,
+            interval_seconds=self.settings.sweep_interval_seconds,
+        )
+
     def start_worker(self, concurrency: int | None = None) -> Worker:
+        worker_id = make_worker_id()
         worker = Worker(
             self.store,
             self.storage,
@@ -93,6 +112,8 @@ class Runtime:
             concurrency=concurrency or self.settings.concurrency,
             owner_cap=self.settings.owner_running_cap,
             poll_interval=self.settings.poll_interval,
+            worker_id=worker_id,
+            sweeper=self.sweeper(worker_id),
         )
         worker.start()
         self.workers.append(worker)

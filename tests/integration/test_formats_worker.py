@@ -136,7 +136,6 @@ def test_lost_lease_at_completion_deletes_published_files(
         raise LeaseLost("taken")
 
     monkeypatch.setattr(runtime.store, "complete", taken)
-    monkeypatch.setattr(runtime.store, "complete_and_claim", taken)
     job = runtime.store.enqueue(
         NewJob(
             owner="alice",

@@ -27,6 +27,6 @@ def test_expired_files_are_removed_and_downloads_are_gone(
     assert [a["name"] for a in client.get(f"/v1/exports/{short['id']}").json()["artifacts"]] == []
     assert_problem(client.get(f"/v1/exports/{short['id']}/download"), 410, "expired")
     assert client.get(f"/v1/exports/{kept['id']}/download").status_code == 307
-    assert list(storage.keys()) == [f"jobs/{kept['id']}/1/{kept['artifacts'][0]['name']}"]
+    assert list(storage.keys()) == [store.get(kept["id"]).artifacts[0].storage_key]
     types = [e.type for e in store.events_after(0, job_id=short["id"])]
     assert types[-1] == "expired"

@@ -1,5 +1,6 @@
 """The job store's batched worker paths against real SQLite and PostgreSQL: several claims
-in one transaction, completing and claiming at once, and one heartbeat for many leases."""
+in one transaction, completions that commit on their own, and one heartbeat for many
+leases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from exportd.errors import LeaseLost
 from exportd.jobs import Artifact, Claim, NewJob, Progress, Status, utcnow
-from exportd.store import ClaimRequest, SqlJobStore
+from exportd.store import SqlJobStore
 
 
 def new(owner: str = "alice", **kw: object) -> NewJob:
@@ -50,35 +51,34 @@ def test_claim_many_keeps_the_owner_cap_exactly(store: SqlJobStore) -> None:
     assert store.count_by_status() == {"running": 3, "queued": 2}
 
 
-def test_complete_and_claim_finishes_one_job_and_takes_the_next(store: SqlJobStore) -> None:
-    """Completion and the next claim commit together, each with its event."""
+def test_a_completion_commits_on_its_own_before_the_next_claim(store: SqlJobStore) -> None:
+    """A completion is its own transaction: the job is completed, with its artifact and
+    event, before (and whatever happens to) the claim of the next job."""
     first = store.enqueue(new())
     second = store.enqueue(new())
     [running] = claim_many(store, 1)
-    request = ClaimRequest("w", 30, 3)
-    job, following = store.complete_and_claim(running, [artifact(running)], Progress(1, 1), request)
+    job = store.complete(running, [artifact(running)], Progress(1, 1))
     assert (job.id, job.status, len(job.artifacts)) == (first.id, Status.COMPLETED, 1)
-    assert following is not None
+    assert store.get(first.id).status == Status.COMPLETED
+    [following] = claim_many(store, 1)
     assert (following.job.id, following.job.status) == (second.id, Status.RUNNING)
     assert store.get(first.id).artifacts[0].name == "f.csv"
     types = [(e.job_id, e.type) for e in store.events_after(0) if e.type != "created"]
-    assert sorted(types) == sorted(
-        [(first.id, "started"), (first.id, "completed"), (second.id, "started")]
-    )
+    assert types == [(first.id, "started"), (first.id, "completed"), (second.id, "started")]
 
 
-def test_complete_and_claim_claims_nothing_when_fenced_off(store: SqlJobStore) -> None:
-    """A completion that lost its lease raises LeaseLost and leaves the queue untouched."""
+def test_a_fenced_off_completion_changes_nothing(store: SqlJobStore) -> None:
+    """A completion that lost its lease raises LeaseLost and leaves job and queue as
+    they were."""
     store.enqueue(new())
     waiting = store.enqueue(new())
     [running] = claim_many(store, 1)
     stale = Claim(running.job, "someone-else")
     with pytest.raises(LeaseLost):
-        store.complete_and_claim(
-            stale, [artifact(running)], Progress(1, 1), ClaimRequest("w", 30, 3)
-        )
+        store.complete(stale, [artifact(running)], Progress(1, 1))
     assert store.get(waiting.id).status == Status.QUEUED
     assert store.get(running.job.id).status == Status.RUNNING
+    assert store.get(running.job.id).artifacts == ()
 
 
 def test_heartbeat_many_renews_held_leases_and_reports_cancels(store: SqlJobStore) -> None:

@@ -171,10 +171,18 @@ def test_attempt_whose_lease_is_taken_stops_and_writes_nothing(
     worker = runtime.start_worker(concurrency=1)
     wait_for(lambda: runtime.store.get(job.id).progress.done > 0, what="progress")
     with runtime.store.engine.begin() as conn:
-        conn.execute(jobs.update().where(jobs.c.id == job.id).values(lease_owner="thief/1"))
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job.id)
+            .values(lease_owner="thief", claim_id="thief-claim")
+        )
     wait_for(lambda: worker.running() == [], what="the attempt to stop")
     stored = runtime.store.get(job.id)
-    assert (stored.status, stored.lease_owner, stored.artifacts) == (Status.RUNNING, "thief/1", ())
+    assert (stored.status, stored.claim_id, stored.artifacts) == (
+        Status.RUNNING,
+        "thief-claim",
+        (),
+    )
     assert files(runtime) == ([], [])
 
 

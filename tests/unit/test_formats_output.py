@@ -51,7 +51,7 @@ def run(
         allowed=["csv", "parquet", "ndjson", "xlsx"],
         max_parts=max_parts,
     )
-    output = Output(plan, storage, key_prefix="jobs/job1/1", tag="job1.1")
+    output = Output(plan, storage, key_prefix="jobs/job1/1", tag="claim1")
     try:
         for start in range(0, rows, chunk):
             output.write(batch(start, min(chunk, rows - start)))
@@ -250,7 +250,7 @@ def test_named_files_of_one_export_become_bundle_members(storage: LocalStorage) 
         allowed=["csv"],
         multi_file=True,
     )
-    output = Output(plan, storage, key_prefix="jobs/job1/1", tag="job1.1")
+    output = Output(plan, storage, key_prefix="jobs/job1/1", tag="claim1")
     output.write(batch(0, 10), "orders")
     output.write(batch(0, 3), "customers")
     output.write(batch(10, 5), "orders")

@@ -20,25 +20,23 @@ from exportd.api import (
 from exportd.api.limits import BodySizeLimit
 from exportd.events import EventHub
 from exportd.runtime import Runtime
-from exportd.store.retention import expire
 
 log = logging.getLogger(__name__)
 
 
-SWEEP_SECONDS = 60.0
+SWEEP_CHECK_SECONDS = 60.0
 
 
-async def sweep_expired(runtime: Runtime) -> None:
-    """Remove the files of exports past their `ttl_seconds`, once a minute."""
+async def sweep_periodically(runtime: Runtime) -> None:
+    """Run the sweeps (leftover files, expired exports) from this process too; the
+    store's sweep leases keep processes from running one twice."""
+    sweeper = runtime.sweeper()
     while True:
-        await asyncio.sleep(SWEEP_SECONDS)
+        await asyncio.sleep(min(SWEEP_CHECK_SECONDS, runtime.settings.sweep_interval_seconds))
         try:
-            removed = await asyncio.to_thread(expire, runtime.store, runtime.storage)
+            await asyncio.to_thread(sweeper.sweep)
         except Exception:
-            log.warning("removing expired files failed", exc_info=True)
-        else:
-            if removed:
-                log.info("removed %d expired files", removed)
+            log.warning("sweep failed", exc_info=True)
 
 
 def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
@@ -51,7 +49,7 @@ def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
         app.state.hub = hub
         if workers:
             runtime.start_worker()
-        sweeper = asyncio.create_task(sweep_expired(runtime))
+        sweeper = asyncio.create_task(sweep_periodically(runtime))
         try:
             yield
         finally:

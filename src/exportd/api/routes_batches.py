@@ -6,8 +6,9 @@ from fastapi import APIRouter, Response
 
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime
 from exportd.api.problems import Problem
-from exportd.api.routes_exports import build_job, check_active_limit
+from exportd.api.routes_exports import build_job, too_many_active
 from exportd.api.schemas import BatchOut, BatchRequest
+from exportd.errors import ActiveLimitReached
 from exportd.runtime import Runtime
 from exportd.store.tokens import Batch
 
@@ -56,8 +57,12 @@ def create_batch(
             problem.extra["index"] = index
             problem.detail = f"exports[{index}]: {problem.detail}"
             raise
-    check_active_limit(runtime, principal.owner, len(news))
-    batch, _ = runtime.store.enqueue_many(news, batch_owner=principal.owner)
+    try:
+        batch, _ = runtime.store.enqueue_many(
+            news, batch_owner=principal.owner, active_limit=runtime.settings.max_active_per_owner
+        )
+    except ActiveLimitReached as exc:
+        raise too_many_active(exc) from None
     assert batch is not None
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch_out(runtime, batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from fastapi.responses import RedirectResponse
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime, Principal
 from exportd.api.problems import Problem
 from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
+from exportd.errors import ActiveLimitReached
 from exportd.formats import COMPRESSIONS, FORMATS
 from exportd.jobs import Artifact, Job, NewJob, Status
 from exportd.runtime import Runtime
@@ -68,18 +70,15 @@ def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> Ne
     )
 
 
-def check_active_limit(runtime: Runtime, owner: str, adding: int = 1) -> None:
-    limit = runtime.settings.max_active_per_owner
-    active = runtime.store.count_active(owner)
-    if active + adding > limit:
-        raise Problem(
-            429,
-            "too_many_active_jobs",
-            f"{active} jobs are queued or running; the limit is {limit}",
-            headers={"Retry-After": "5"},
-            active=active,
-            limit=limit,
-        )
+def too_many_active(exc: ActiveLimitReached) -> Problem:
+    return Problem(
+        429,
+        "too_many_active_jobs",
+        str(exc),
+        headers={"Retry-After": "5"},
+        active=exc.active,
+        limit=exc.limit,
+    )
 
 
 def request_hash(body: ExportRequest) -> str:
@@ -99,26 +98,30 @@ def create_export(
 ) -> JobOut:
     """Queue an export; `Idempotency-Key` makes retries of this request safe for 24 h."""
     new = build_job(runtime, principal, body)
-    if idempotency_key is None:
-        check_active_limit(runtime, principal.owner)
-        job = runtime.store.enqueue(new)
-    else:
-        digest = request_hash(body)
-        existing = runtime.store.find_idempotent(principal.owner, idempotency_key)
-        if existing is None:
-            check_active_limit(runtime, principal.owner)
-        job, created, stored_hash = runtime.store.enqueue_idempotent(
-            new, key=idempotency_key, request_hash=digest, window=IDEMPOTENCY_WINDOW
-        )
-        if not created and stored_hash != digest:
-            raise Problem(
-                409,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-                job_id=job.id,
+    limit = runtime.settings.max_active_per_owner
+    try:
+        if idempotency_key is None:
+            job = runtime.store.enqueue(new, active_limit=limit)
+        else:
+            digest = request_hash(body)
+            job, created, stored_hash = runtime.store.enqueue_idempotent(
+                new,
+                key=idempotency_key,
+                request_hash=digest,
+                window=IDEMPOTENCY_WINDOW,
+                active_limit=limit,
             )
-        if not created:
-            response.status_code = 200
+            if not created and stored_hash != digest:
+                raise Problem(
+                    409,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request",
+                    job_id=job.id,
+                )
+            if not created:
+                response.status_code = 200
+    except ActiveLimitReached as exc:
+        raise too_many_active(exc) from None
     response.headers["Location"] = f"/v1/exports/{job.id}"
     return job_out(job)
 
@@ -169,11 +172,13 @@ def cancel_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRunt
 @router.post("/exports/{job_id}/retry", response_model=JobOut)
 def retry_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
     """Queue a failed or cancelled job again, as a new series of attempts."""
-    job = runtime.store.get(job_id, principal.scope)
-    if job.status not in (Status.FAILED, Status.CANCELLED):
-        raise Problem(409, "invalid_state", f"a {job.status} job cannot be retried")
-    check_active_limit(runtime, job.owner)
-    return job_out(runtime.store.retry(job_id, principal.scope))
+    try:
+        job = runtime.store.retry(
+            job_id, principal.scope, active_limit=runtime.settings.max_active_per_owner
+        )
+    except ActiveLimitReached as exc:
+        raise too_many_active(exc) from None
+    return job_out(job)
 
 
 @router.delete("/exports/{job_id}", status_code=204)
@@ -222,7 +227,7 @@ def download_export(
 ) -> Any:
     """Redirect to a signed link for the file; the link needs no token and expires."""
     artifact = pick_artifact(runtime.store.get(job_id, principal.scope), name)
-    expires_at = int(time.time()) + runtime.settings.link_ttl_seconds
+    expires_at = math.ceil(time.time()) + runtime.settings.link_ttl_seconds  # lives >= the TTL
     link = sign(runtime.secret_key(), job_id, artifact.name, expires_at)
     url = f"/v1/files/{link}"
     response = RedirectResponse(url, status_code=307)

@@ -174,14 +174,29 @@ def migrate() -> None:
 
 
 @cli.command()
-def cleanup() -> None:
-    """Remove the files of exports past their ttl_seconds (`exportd serve` also does this
-    every minute); for cron when no server runs."""
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Age in seconds before a leftover file counts as garbage "
+    "[env EXPORTD_SWEEP_GRACE_SECONDS, 900].",
+)
+def cleanup(dry_run: bool, grace: float | None) -> None:
+    """Sweep once: partial files of attempts that are no longer running, files no export
+    refers to, and the files of expired exports (`exportd serve` and every worker also
+    sweep on their own); for cron, or after a crash."""
     from exportd.runtime import Runtime
-    from exportd.store.retention import expire
 
-    runtime = Runtime.open(Settings())
-    click.echo(f"removed {expire(runtime.store, runtime.storage)} expired files")
+    runtime = Runtime.open(_settings(sweep_grace_seconds=grace))
+    report = runtime.sweeper().sweep(force=True, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {report.partials} partial files, {report.orphans} unreferenced files, "
+        f"{report.expired} expired files"
+    )
+    if report.skipped:
+        click.echo(f"skipped (another process is sweeping): {', '.join(report.skipped)}")
 
 
 @cli.group()

@@ -8,6 +8,7 @@ from exportd.jobs.model import (
     JobError,
     NewJob,
     Progress,
+    new_claim_id,
     new_id,
     utcnow,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "can_transition",
     "check_transition",
     "classify",
+    "new_claim_id",
     "new_id",
     "utcnow",
 ]

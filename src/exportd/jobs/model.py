@@ -133,13 +133,21 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    claim_id: str | None = None
+    """The current or last claim (see `Claim.token`)."""
     artifacts: tuple[Artifact, ...] = ()
+
+
+def new_claim_id() -> str:
+    """A claim id: 32 hex digits, time-ordered and never the same twice."""
+    return new_id().replace("-", "")
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A running attempt, as handed to the worker that claimed it: `(job.id, job.attempt,
-    token)` fences every write the worker makes."""
+    """A running attempt, as handed to the worker that claimed it. `token` is the claim
+    id, unique to this claim: `(job.id, job.attempt, token)` fences every write the worker
+    makes, and the attempt's storage keys live under it."""
 
     job: Job
     token: str

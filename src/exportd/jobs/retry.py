@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pydantic
 
-from exportd.errors import ExportCancelled, JobFailure
+from exportd.errors import ExportCancelled, JobFailure, StorageError, StorageFull
+
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,17 @@ class ErrorInfo:
 def classify(exc: BaseException) -> ErrorInfo:
     """Map an exception raised during an attempt to the error stored on the job.
 
-    Our own `JobFailure`s say what they are; invalid params are permanent; timeouts and
-    I/O errors are transient, and so is anything unknown (a retry is the safe guess).
+    Our own `JobFailure`s say what they are; invalid params are permanent; a full disk
+    (wherever in the chain of causes it shows, as libraries wrap it) is `storage_full`;
+    timeouts and I/O errors are transient, and so is anything unknown (a retry is the
+    safe guess).
     """
     if isinstance(exc, JobFailure):
         return ErrorInfo(exc.code, exc.message, exc.retryable)
+    if _out_of_space(exc):
+        return ErrorInfo("storage_full", f"no space left for the export: {_one_line(exc)}", True)
+    if isinstance(exc, StorageError):
+        return ErrorInfo("storage_error", _one_line(exc), True)
     if isinstance(exc, pydantic.ValidationError):
         return ErrorInfo("invalid_params", _one_line(exc), False)
     if isinstance(exc, ExportCancelled):
@@ -55,6 +65,24 @@ def classify(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, OSError):
         return ErrorInfo("io_error", _one_line(exc), True)
     return ErrorInfo("unexpected_error", f"{type(exc).__name__}: {_one_line(exc)}", True)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    for cause in _causes(exc):
+        if isinstance(cause, StorageFull):
+            return True
+        if isinstance(cause, OSError) and cause.errno in OUT_OF_SPACE:
+            return True
+    return False
 
 
 def _one_line(exc: BaseException) -> str:

@@ -6,10 +6,26 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from exportd.errors import ConfigurationError
-from exportd.storage.base import ArtifactStorage, Partial
+from exportd.storage.base import (
+    ArtifactStorage,
+    Partial,
+    PartialFile,
+    StoredFile,
+    claim_prefix,
+    key_segment,
+)
 from exportd.storage.local import LocalStorage
 
-__all__ = ["ArtifactStorage", "LocalStorage", "Partial", "open_storage"]
+__all__ = [
+    "ArtifactStorage",
+    "LocalStorage",
+    "Partial",
+    "PartialFile",
+    "StoredFile",
+    "claim_prefix",
+    "key_segment",
+    "open_storage",
+]
 
 
 def open_storage(url: str) -> ArtifactStorage:

@@ -1,17 +1,61 @@
 """The artifact storage seam.
 
-Contract: an artifact is first written to a *partial* place that no reader ever sees,
-then `publish` makes it visible under its final key in one atomic step (a rename, or a
-multipart upload's completion). `discard_partials(tag)` removes whatever a dead attempt
-left behind; the tag names one attempt (`<job id>.<attempt>`). Keys are
-`/`-separated relative paths.
+Contract:
+- An artifact is first written to a *partial* place that no reader ever sees; `publish`
+  makes it visible under its final key in one atomic step (a rename, or a multipart
+  upload's completion). A partial that is discarded, or whose writer dies, is never seen.
+- Keys are `/`-separated relative paths. An attempt writes only under its own claim's
+  prefix, `claim_prefix(owner, job id, claim id)`; a claim id is never reused, so no two
+  attempts ever write, publish or delete the same key.
+- Every partial is opened with a `tag`, the claim id of the attempt writing it, so that
+  whatever a dead attempt left behind can be found (`partials`) and removed
+  (`discard_partials`) without knowing its keys.
+- Errors are `StorageError`s: `StorageFull` when the medium is out of space (the attempt
+  is retried later), `ArtifactNotFound` for a key that was never published or was
+  deleted. Deleting what is already gone is not an error.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO
+from urllib.parse import quote
+
+
+def key_segment(text: str) -> str:
+    """`text` as one key segment: percent-encoded, never empty and never starting with a
+    dot (so never `.`, `..` or a hidden name)."""
+    quoted = quote(text, safe="-_@+=,~")
+    if not quoted:
+        return "_"
+    return "%2E" + quoted[1:] if quoted.startswith(".") else quoted
+
+
+def claim_prefix(owner: str, job_id: str, claim_id: str) -> str:
+    """Where one attempt writes: `{owner}/{job id}/{claim id}`."""
+    return f"{key_segment(owner)}/{key_segment(job_id)}/{key_segment(claim_id)}"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A published file, as listed for sweeps."""
+
+    key: str
+    size: int
+    modified_at: datetime
+
+
+@dataclass(frozen=True)
+class PartialFile:
+    """A partial file still on the storage: the attempt (`tag`) that opened it."""
+
+    tag: str
+    modified_at: datetime
+    handle: str
+    """What `discard_partial` needs to remove exactly this one."""
 
 
 class Partial(ABC):
@@ -20,7 +64,8 @@ class Partial(ABC):
     key: str
 
     @abstractmethod
-    def write(self, data: bytes) -> int: ...
+    def write(self, data: bytes) -> int:
+        """Append bytes; raises `StorageFull` when out of space, `StorageError` otherwise."""
 
     @abstractmethod
     def publish(self) -> None:
@@ -28,7 +73,8 @@ class Partial(ABC):
 
     @abstractmethod
     def discard(self) -> None:
-        """Drop the partial file; never raises if it is already gone."""
+        """Drop the partial file. Never raises: it removes the partial even when closing
+        it fails (a full disk fails the flush), and does nothing if it is already gone."""
 
 
 class ArtifactStorage(ABC):
@@ -47,9 +93,25 @@ class ArtifactStorage(ABC):
         """Remove a published file; a missing key is not an error."""
 
     @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every published file under `prefix/`; returns how many there were."""
+
+    @abstractmethod
     def discard_partials(self, tag: str) -> int:
         """Remove every partial file opened with `tag`; returns how many there were."""
 
     @abstractmethod
+    def partials(self) -> Iterator[PartialFile]:
+        """Every partial file still present, in no particular order."""
+
+    @abstractmethod
+    def discard_partial(self, partial: PartialFile) -> None:
+        """Remove one listed partial; gone already is not an error."""
+
+    @abstractmethod
+    def files(self, prefix: str = "") -> Iterator[StoredFile]:
+        """Published files under `prefix` (partials excluded), in no particular order."""
+
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Published keys under `prefix` (partials excluded)."""
+        return (file.key for file in self.files(prefix))

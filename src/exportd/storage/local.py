@@ -1,18 +1,30 @@
-"""`LocalStorage`: artifacts in a directory. Partials live in `<root>/.partial/` and are
-published with `os.replace`, which is atomic on one filesystem."""
+"""`LocalStorage`: artifacts in a directory. Partials live in `<root>/.partial/` as
+`<tag>.<random>.part` and are published with `os.replace`, which is atomic on one
+filesystem."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from exportd.errors import ArtifactNotFound, StorageError
+from exportd.errors import ArtifactNotFound, StorageError, StorageFull
 from exportd.jobs import new_id
-from exportd.storage.base import ArtifactStorage, Partial
+from exportd.storage.base import ArtifactStorage, Partial, PartialFile, StoredFile
 
 PARTIAL_DIR = ".partial"
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def storage_error(exc: OSError, doing: str) -> StorageError:
+    """An OS error as the storage error it is: `StorageFull` when out of space."""
+    if exc.errno in FULL:
+        return StorageFull(f"no space left to {doing}: {exc.strerror}")
+    return StorageError(f"cannot {doing}: {exc}")
 
 
 class LocalPartial(Partial):
@@ -29,13 +41,22 @@ class LocalPartial(Partial):
 
     def write(self, data: bytes) -> int:
         assert self._file is not None, "partial already ended"
-        return self._file.write(data)
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            raise storage_error(exc, "write the artifact") from exc
 
     def publish(self) -> None:
         assert self._file is not None, "partial already ended"
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._publish(self._file)
+        except OSError as exc:
+            raise storage_error(exc, "publish the artifact") from exc
+
+    def _publish(self, file: BinaryIO) -> None:
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
         self._file = None
         # Made again if a discarded sibling partial removed them meanwhile (one stat).
         self._created += _make_dirs(self._final.parent, self._storage.root)
@@ -47,9 +68,13 @@ class LocalPartial(Partial):
 
     def discard(self) -> None:
         if self._file is not None:
-            self._file.close()
+            # Closing flushes, and a full disk fails the flush; the descriptor is closed
+            # all the same, and the file must go whatever happened.
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
-        self._path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._path.unlink(missing_ok=True)
         for directory in self._created:  # deepest first; one still in use stays
             try:
                 directory.rmdir()
@@ -93,11 +118,13 @@ class LocalStorage(ArtifactStorage):
         return self.root.joinpath(*parts)
 
     def open_partial(self, key: str, *, tag: str) -> LocalPartial:
+        if not tag or "." in tag or "/" in tag:
+            raise StorageError(f"invalid partial tag {tag!r}")
         name = f"{tag}.{new_id()}.part"
         try:
             return LocalPartial(self, key, self.root / PARTIAL_DIR / name)
         except OSError as exc:
-            raise StorageError(f"cannot write artifact: {exc}") from exc
+            raise storage_error(exc, "write the artifact") from exc
 
     def open_read(self, key: str, *, offset: int = 0) -> BinaryIO:
         try:
@@ -116,13 +143,30 @@ class LocalStorage(ArtifactStorage):
     def delete(self, key: str) -> None:
         path = self.path_of(key)
         path.unlink(missing_ok=True)
-        for parent in path.parents:
-            if parent == self.root:
+        self._prune_dirs(path.parent)
+
+    def _prune_dirs(self, directory: Path) -> None:
+        """Remove `directory` and its parents below the root while they are empty."""
+        for parent in (directory, *directory.parents):
+            if parent == self.root or self.root not in parent.parents:
                 break
             try:
                 parent.rmdir()
             except OSError:
                 break
+
+    def delete_prefix(self, prefix: str) -> int:
+        top = self.path_of(prefix.rstrip("/"))
+        removed = 0
+        for dirpath, _, filenames in os.walk(top, topdown=False):
+            for filename in filenames:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(dirpath, filename))
+                    removed += 1
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
+        self._prune_dirs(top.parent)
+        return removed
 
     def discard_partials(self, tag: str) -> int:
         found = list((self.root / PARTIAL_DIR).glob(f"{tag}.*.part"))
@@ -130,10 +174,38 @@ class LocalStorage(ArtifactStorage):
             path.unlink(missing_ok=True)
         return len(found)
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def partials(self) -> Iterator[PartialFile]:
+        with os.scandir(self.root / PARTIAL_DIR) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".part"):
+                    continue
+                try:
+                    modified = entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                tag = entry.name.split(".", 1)[0]
+                yield PartialFile(tag, _moment(modified), entry.name)
+
+    def discard_partial(self, partial: PartialFile) -> None:
+        if "/" in partial.handle or not partial.handle.endswith(".part"):
+            raise StorageError(f"not a partial: {partial.handle!r}")
+        (self.root / PARTIAL_DIR / partial.handle).unlink(missing_ok=True)
+
+    def files(self, prefix: str = "") -> Iterator[StoredFile]:
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if d != PARTIAL_DIR]
+            if dirpath == str(self.root):
+                dirnames[:] = [d for d in dirnames if d != PARTIAL_DIR]
             for filename in filenames:
-                key = os.path.relpath(os.path.join(dirpath, filename), self.root)
-                if key.startswith(prefix):
-                    yield key.replace(os.sep, "/")
+                path = os.path.join(dirpath, filename)
+                key = os.path.relpath(path, self.root).replace(os.sep, "/")
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    stat = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                yield StoredFile(key, stat.st_size, _moment(stat.st_mtime))
+
+
+def _moment(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from exportd.config import normalize_database_url
 from exportd.errors import ConfigurationError
+from exportd.store.attempts import Rescued
+from exportd.store.base import ClaimRequest
 from exportd.store.postgres import PostgresJobStore
-from exportd.store.sql import ClaimRequest, Page, Rescued, SqlJobStore
+from exportd.store.sql import Page, SqlJobStore
 from exportd.store.sqlite import SqliteJobStore
 
 __all__ = [

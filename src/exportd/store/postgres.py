@@ -1,16 +1,22 @@
 """`PostgresJobStore`: the distributed engine.
 
 A claim (of one job or a batch) is two statements: the first picks the next jobs with
-`FOR UPDATE SKIP LOCKED` and takes their owners' advisory locks, in one order; the second
-re-counts those owners' running jobs under the locks (a fresh snapshot, so concurrent
-claimers cannot overshoot the cap), marks running the jobs the cap allows and writes
-their `started` events. Every event insert takes a transaction-scoped lock first so event
-ids become visible in id order, and sends `NOTIFY` in the same statement. A completion is
-one statement (fenced update, artifact rows, event).
+`FOR UPDATE SKIP LOCKED` and *tries* their owners' advisory locks
+(`pg_try_advisory_xact_lock`, which never waits: an owner another claimer is busy with
+is skipped, as SKIP LOCKED skips a locked row); the second re-counts the locked owners'
+running jobs (a fresh snapshot, newer than the locks, so concurrent claimers cannot
+overshoot the cap), marks running the jobs the cap allows and writes their `started`
+events. Owners found at their cap are excluded and the pick repeated; since no lock is
+waited for, repeating cannot deadlock.
 
-Lock order, which keeps claims and completions free of deadlocks: the worker's own job
-row, then owner locks, then the events-order lock; a transaction holding the events-order
-lock never waits for a row."""
+Every event insert takes a transaction-scoped lock first so event ids become visible in
+id order, and sends `NOTIFY` in the same statement. A transaction holding that lock
+never waits for a row or for another lock: it is taken last, by the statement that
+writes the events. A completion is one statement (fenced update, artifact rows, event),
+in a transaction of its own.
+
+Advisory locks use exportd's own two-key space: `(LOCK_SPACE + n, key)`, never the
+single-bigint space other applications use."""
 
 from __future__ import annotations
 
@@ -23,18 +29,27 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from exportd.errors import LeaseLost
-from exportd.jobs import Artifact, Claim, Job, Progress, Status, new_id, utcnow
+from exportd.jobs import Artifact, Claim, Job, Progress, Status, new_claim_id, utcnow
+from exportd.store.base import ClaimRequest, lease_lost
 from exportd.store.rows import completed_data, job_from_mapping
 from exportd.store.schema import jobs
-from exportd.store.sql import ClaimRequest, SqlJobStore
+from exportd.store.sql import SqlJobStore
 
 CHANNELS = {"jobs": "exportd_jobs", "events": "exportd_events"}
-EVENTS_LOCK = 0x6578706F7274  # "export"
+
+LOCK_SPACE = 0x65787000  # "exp" and a byte for the kind of lock
+EVENTS_LOCK = f"{LOCK_SPACE}, 0"
+"""The events-order lock (one key)."""
+CLAIM_LOCKS = LOCK_SPACE + 1
+"""Per owner, `hashtext(owner)`: held by a claim while it counts the owner's running jobs."""
+CREATE_LOCKS = LOCK_SPACE + 2
+"""Per owner: held while creating jobs counts the owner's active jobs."""
+
+MAX_PICKS = 8
 
 INSERT_EVENT = sa.text(
-    """
-    WITH ordered AS (SELECT pg_advisory_xact_lock(:lock)),
+    f"""
+    WITH ordered AS (SELECT pg_advisory_xact_lock({EVENTS_LOCK})),
     inserted AS (
         INSERT INTO exportd_job_events (job_id, owner, type, data, created_at)
         SELECT :job_id, :owner, :type, CAST(:data AS JSON), :created_at FROM ordered
@@ -51,16 +66,15 @@ INSERT_EVENT = sa.text(
 
 JOB_COLUMNS = tuple(column.name for column in jobs.columns)
 """The order of the job columns the hot-path statements return."""
-_COLUMNS = ", ".join(JOB_COLUMNS)
 
 
 def _qualified(table: str) -> str:
     return ", ".join(f"{table}.{name}" for name in JOB_COLUMNS)
 
 
-PICK = """
+PICK = f"""
     SELECT id, owner, priority, run_after,
-           pg_advisory_xact_lock(hashtext('exportd:' || owner))
+           pg_try_advisory_xact_lock({CLAIM_LOCKS}, hashtext(owner)) AS locked
     FROM (
         SELECT id, owner, priority, run_after FROM exportd_jobs
         WHERE status = 'queued' AND run_after <= %(now)s
@@ -73,17 +87,17 @@ PICK = """
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) AS candidate
-    ORDER BY hashtext('exportd:' || owner), owner
     """
-"""Up to `limit` candidates, locked; their owners' advisory locks are taken after the
-sort (volatile functions are evaluated above it), so claimers lock owners in one order."""
+"""Up to `limit` candidates in claim order, their rows locked; `locked` says whether this
+transaction holds the candidate's owner lock (a try: it never waits)."""
 
-_CANDIDATES = """
-    candidate AS (
-        SELECT c.id, c.owner,
+TAKE = """
+    WITH candidate AS (
+        SELECT c.id, c.owner, c.claim_id,
                row_number() OVER (PARTITION BY c.owner ORDER BY c.ord) AS rank
-        FROM unnest(CAST(%(ids)s AS TEXT[]), CAST(%(owners)s AS TEXT[]))
-             WITH ORDINALITY AS c(id, owner, ord)
+        FROM unnest(
+            CAST(%(ids)s AS TEXT[]), CAST(%(owners)s AS TEXT[]), CAST(%(claims)s AS TEXT[])
+        ) WITH ORDINALITY AS c(id, owner, claim_id, ord)
     ),
     running AS (
         SELECT owner, count(*) AS n FROM exportd_jobs
@@ -91,23 +105,19 @@ _CANDIDATES = """
         GROUP BY owner
     ),
     allowed AS (
-        SELECT candidate.id FROM candidate LEFT JOIN running USING (owner)
+        SELECT candidate.id, candidate.claim_id FROM candidate LEFT JOIN running USING (owner)
         WHERE coalesce(running.n, 0) + candidate.rank <= %(cap)s
     ),
     taken AS (
         UPDATE exportd_jobs SET
-            status = 'running', attempt = attempt + 1, lease_owner = %(token)s,
-            lease_expires_at = %(lease_until)s, started_at = %(now)s, finished_at = NULL,
-            updated_at = %(now)s
-        WHERE id IN (SELECT id FROM allowed) AND status = 'queued'
-        RETURNING {columns}
-    )"""
-
-TAKE = (
-    "WITH"
-    + _CANDIDATES
-    + """,
-    ordered AS (SELECT pg_advisory_xact_lock(%(lock)s) WHERE EXISTS (SELECT FROM taken)),
+            status = 'running', attempt = attempt + 1, lease_owner = %(worker)s,
+            claim_id = allowed.claim_id, lease_expires_at = %(lease_until)s,
+            started_at = %(now)s, finished_at = NULL, updated_at = %(now)s
+        FROM allowed
+        WHERE exportd_jobs.id = allowed.id AND exportd_jobs.status = 'queued'
+        RETURNING {job_columns}
+    ),
+    ordered AS (SELECT pg_advisory_xact_lock({events}) WHERE EXISTS (SELECT FROM taken)),
     event AS (
         INSERT INTO exportd_job_events (job_id, owner, type, data, created_at)
         SELECT taken.id, taken.owner, 'started',
@@ -120,18 +130,14 @@ TAKE = (
             'job_id', job_id, 'owner', owner, 'id', id)::text) FROM event
     )
     SELECT {taken_columns}, (SELECT count(*) FROM notified) AS notified FROM taken
-    """
-).format(columns=_COLUMNS, taken_columns=_qualified("taken"))
-"""Takes the candidates the owner cap allows, counted afresh under the owner locks
-(this statement's snapshot is newer than the locks), and writes their `started` events."""
-
-TAKE_QUIETLY = ("WITH" + _CANDIDATES + "\n    SELECT {taken_columns} FROM taken").format(
-    columns=_COLUMNS, taken_columns=_qualified("taken")
+    """.format(
+    job_columns=_qualified("exportd_jobs"), taken_columns=_qualified("taken"), events=EVENTS_LOCK
 )
-"""`TAKE` without the events, for a transaction whose last statement writes them."""
+"""Takes the candidates the owner cap allows, counted afresh under the owner locks
+(this statement's snapshot is newer than the locks), and writes their `started` events
+(the events-order lock is taken last, once the rows are updated)."""
 
-COMPLETE = (
-    """
+COMPLETE = """
     WITH done AS (
         UPDATE exportd_jobs SET
             status = 'completed', finished_at = %(now)s, updated_at = %(now)s,
@@ -139,7 +145,7 @@ COMPLETE = (
             progress_done = %(done)s, progress_total = %(total)s, progress_unit = %(unit)s,
             progress_message = %(message)s,
             error_code = NULL, error_message = NULL, error_retryable = NULL
-        WHERE id = %(id)s AND attempt = %(attempt)s AND lease_owner = %(token)s
+        WHERE id = %(id)s AND attempt = %(attempt)s AND claim_id = %(token)s
           AND status = 'running'
         RETURNING {columns}
     ),
@@ -154,57 +160,43 @@ COMPLETE = (
             rows BIGINT
         )
     ),
-    ordered AS (SELECT pg_advisory_xact_lock(%(lock)s) FROM done),
+    ordered AS (SELECT pg_advisory_xact_lock({events}) FROM done),
     event AS (
         INSERT INTO exportd_job_events (job_id, owner, type, data, created_at)
-        SELECT e.job_id, e.owner, e.type, e.data, %(now)s
-        FROM ordered, (
-            SELECT 0 AS n, done.id AS job_id, done.owner, 'completed' AS type,
-                   CAST(%(data)s AS JSON) AS data
-            FROM done
-            UNION ALL
-            SELECT s.n, s.job_id, s.owner, 'started',
-                   json_build_object('status', 'running', 'attempt', s.attempt)
-            FROM ROWS FROM (
-                json_to_recordset(CAST(%(started)s AS JSON))
-                AS (job_id TEXT, owner TEXT, attempt INTEGER)
-            ) WITH ORDINALITY AS s(job_id, owner, attempt, n)
-        ) AS e
-        ORDER BY e.n
-        RETURNING id, job_id, owner, type
+        SELECT done.id, done.owner, 'completed', CAST(%(data)s AS JSON), %(now)s
+        FROM ordered, done
+        RETURNING id
     ),
     notified AS (
         SELECT pg_notify('exportd_events', json_build_object(
-            'job_id', job_id, 'owner', owner, 'id', id)::text)
-        FROM event
+            'job_id', done.id, 'owner', done.owner, 'id', event.id)::text)
+        FROM event, done
     )
-    SELECT {done_columns}, (SELECT id FROM event WHERE type = 'completed') AS event_id,
+    SELECT {done_columns}, (SELECT id FROM event) AS event_id,
            (SELECT count(*) FROM notified) AS notified
     FROM done
-    """
-).format(columns=_COLUMNS, done_columns=_qualified("done"))
+    """.format(columns=", ".join(JOB_COLUMNS), done_columns=_qualified("done"), events=EVENTS_LOCK)
 """The whole of `complete` in one round trip: the fenced update, the artifact rows and the
-`completed` event (under the events-order lock, with its NOTIFY), plus the `started`
-events of jobs `TAKE_QUIETLY` claimed earlier in the same transaction."""
-
-
-HOLD = """
-    SELECT id FROM exportd_jobs
-    WHERE id = %(id)s AND attempt = %(attempt)s AND lease_owner = %(token)s
-      AND status = 'running'
-    FOR NO KEY UPDATE
-    """
+`completed` event (under the events-order lock, with its NOTIFY)."""
 
 
 def _run(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Run one of the statements above on the transaction's own psycopg connection and
     return plain tuples. The claim and completion statements run for every job, and
     SQLAlchemy's result layer (column metadata for each result) was about a third of a
-    worker's CPU per job."""
-    with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
-        cursor.execute(statement, params)
-        rows: list[tuple[Any, ...]] = cursor.fetchall()
-        return rows
+    worker's CPU per job. psycopg errors are wrapped as SQLAlchemy's, so the store's
+    `_tx` translates them like any other."""
+    import psycopg
+
+    try:
+        with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(statement, params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(
+            statement, params, exc, psycopg.Error, connection_invalidated=conn.closed
+        ) from exc
 
 
 class PostgresJobStore(SqlJobStore):
@@ -212,64 +204,84 @@ class PostgresJobStore(SqlJobStore):
 
     @classmethod
     def connect(cls, url: str) -> PostgresJobStore:
-        # No pre-ping: it costs a round trip per transaction; a dropped connection fails
-        # one statement, is discarded by the pool, and the caller's retry gets a new one.
-        engine = sa.create_engine(url, pool_size=24, max_overflow=24, pool_recycle=1800)
+        # Pre-ping costs a round trip per checkout, but after a server restart every
+        # pooled connection is dead: without it each would fail one transaction.
+        engine = sa.create_engine(
+            url, pool_size=24, max_overflow=24, pool_recycle=1800, pool_pre_ping=True
+        )
         return cls(engine)
 
-    def _claim_in(
-        self, conn: Connection, request: ClaimRequest, limit: int, *, events: bool = True
-    ) -> list[Claim]:
-        token = f"{request.worker_id}/{new_id()[-12:]}"
-        now = utcnow()
-        owner_cap, lease_seconds = request.owner_cap, request.lease_seconds
+    def _claim_in(self, conn: Connection, request: ClaimRequest, limit: int) -> list[Claim]:
         skipped: list[str] = []
         claims: list[Claim] = []
-        for _ in range(8):
+        for _ in range(MAX_PICKS):
             wanted = limit - len(claims)
             if wanted < 1:
                 break
-            found = _run(
-                conn, PICK, {"now": now, "cap": owner_cap, "skipped": skipped, "limit": wanted}
-            )
+            params = {
+                "now": utcnow(),
+                "cap": request.owner_cap,
+                "skipped": skipped,
+                "limit": wanted,
+            }
+            found = _run(conn, PICK, params)
             if not found:
                 break
-            # (id, owner, priority, run_after, _): claim order is priority, run_after, id
-            picked = sorted(found, key=lambda row: (-row[2], row[3], row[0]))
-            params = {
-                "ids": [row[0] for row in picked],
-                "owners": [row[1] for row in picked],
-                "token": token,
-                "now": now,
-                "lease_until": now + timedelta(seconds=lease_seconds),
-                "cap": owner_cap,
-                "lock": EVENTS_LOCK,
-            }
-            taken = {row[0]: row for row in _run(conn, TAKE if events else TAKE_QUIETLY, params)}
-            for job_id, owner, *_ in picked:
-                if job_id in taken:
-                    job = job_from_mapping(dict(zip(JOB_COLUMNS, taken[job_id], strict=False)))
-                    claims.append(Claim(job, token))
-                    local = {"job_id": job.id, "owner": job.owner, "id": 0}
-                    super()._notify(conn, "events", local)
-                elif owner not in skipped:
-                    skipped.append(owner)  # at its cap after all: look further
-            if taken:  # retry only while holding no events lock (owner locks come first)
-                break
+            busy = {row[1] for row in found if not row[4]}
+            self.stats.add("owner_lock_busy", sum(1 for row in found if not row[4]))
+            skipped += sorted(busy - set(skipped))
+            # (id, owner, priority, run_after, locked): claim order is priority, run_after, id
+            picked = sorted(
+                (row for row in found if row[4]), key=lambda row: (-row[2], row[3], row[0])
+            )
+            if picked:
+                claims += self._take(conn, request, picked, skipped)
         return claims
 
-    def _hold(self, conn: Connection, claim: Claim) -> None:
-        job_id, attempt, token = claim.fence
-        if not _run(conn, HOLD, {"id": job_id, "attempt": attempt, "token": token}):
-            raise LeaseLost(f"job {job_id} attempt {attempt} is no longer held by this worker")
-
-    def _complete_in(
+    def _take(
         self,
         conn: Connection,
-        claim: Claim,
-        produced: Sequence[Artifact],
-        progress: Progress,
-        started: Sequence[Claim] = (),
+        request: ClaimRequest,
+        picked: list[tuple[Any, ...]],
+        skipped: list[str],
+    ) -> list[Claim]:
+        """Take what the cap allows of `picked`; owners that turn out to be at their cap
+        are added to `skipped`."""
+        now = utcnow()  # after the pick: the lease starts when the claim does
+        ids = [row[0] for row in picked]
+        tokens = [new_claim_id() for _ in picked]
+        params = {
+            "ids": ids,
+            "owners": [row[1] for row in picked],
+            "claims": tokens,
+            "worker": request.worker_id,
+            "now": now,
+            "lease_until": now + timedelta(seconds=request.lease_seconds),
+            "cap": request.owner_cap,
+        }
+        taken = {row[0]: row for row in _run(conn, TAKE, params)}
+        claims = []
+        for job_id, owner, *_ in picked:
+            if job_id in taken:
+                job = job_from_mapping(dict(zip(JOB_COLUMNS, taken[job_id], strict=False)))
+                assert job.claim_id is not None
+                claims.append(Claim(job, job.claim_id))
+                local = {"job_id": job.id, "owner": job.owner, "id": 0}
+                super()._notify(conn, "events", local)
+            elif owner not in skipped:
+                skipped.append(owner)  # at its cap after all: look further
+        if len(taken) < len(picked):
+            self.stats.add("capped")
+        return claims
+
+    def _lock_owner_for_create(self, conn: Connection, owner: str) -> None:
+        conn.execute(
+            sa.text(f"SELECT pg_advisory_xact_lock({CREATE_LOCKS}, hashtext(:owner))"),
+            {"owner": owner},
+        )
+
+    def _complete_in(
+        self, conn: Connection, claim: Claim, produced: Sequence[Artifact], progress: Progress
     ) -> Job:
         job_id, attempt, token = claim.fence
         now = utcnow()
@@ -283,18 +295,11 @@ class PostgresJobStore(SqlJobStore):
             "unit": progress.unit,
             "message": progress.message,
             "artifacts": orjson.dumps([asdict(a) for a in produced]).decode(),
-            "lock": EVENTS_LOCK,
             "data": orjson.dumps(completed_data(attempt, progress, produced), default=str).decode(),
-            "started": orjson.dumps(
-                [
-                    {"job_id": c.job.id, "owner": c.job.owner, "attempt": c.job.attempt}
-                    for c in started
-                ]
-            ).decode(),
         }
         found = _run(conn, COMPLETE, params)
         if not found:
-            raise LeaseLost(f"job {job_id} attempt {attempt} is no longer held by this worker")
+            raise lease_lost(claim)
         row = dict(zip(JOB_COLUMNS, found[0], strict=False))
         event_id = found[0][len(JOB_COLUMNS)]
         super()._notify(conn, "events", {"job_id": job_id, "owner": row["owner"], "id": event_id})
@@ -307,7 +312,6 @@ class PostgresJobStore(SqlJobStore):
         event_id = conn.execute(
             INSERT_EVENT,
             {
-                "lock": EVENTS_LOCK,
                 "job_id": job.id,
                 "owner": job.owner,
                 "type": type_,

@@ -47,6 +47,7 @@ def job_from_mapping(m: Mapping[str, Any], artifacts: tuple[Artifact, ...] = ())
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         updated_at=m["updated_at"],
+        claim_id=m["claim_id"],
         artifacts=artifacts,
     )
 

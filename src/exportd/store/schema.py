@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The Alembic revision that `metadata` describes: the head of `store/migrations` (a test
 checks it). A store already at it is current without loading Alembic."""
 VERSION_TABLE = "exportd_alembic_version"
@@ -77,6 +77,7 @@ jobs = sa.Table(
     sa.Column("started_at", UtcDateTime(), nullable=True),
     sa.Column("finished_at", UtcDateTime(), nullable=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("claim_id", sa.String(32), nullable=True),
     sa.Index("ix_exportd_jobs_owner_created", "owner", "id"),
 )
 
@@ -136,6 +137,7 @@ artifacts = sa.Table(
     sa.Column("rows", sa.BigInteger(), nullable=True),
     sa.Column("downloads", sa.Integer(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_artifacts_key", "storage_key"),
 )
 
 tokens = sa.Table(
@@ -158,4 +160,21 @@ batches = sa.Table(
     sa.Column("size", sa.Integer(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_exportd_batches_owner", "owner", "id"),
+)
+
+secrets = sa.Table(
+    "exportd_secrets",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+sweeps = sa.Table(
+    "exportd_sweeps",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=True),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Column("last_run_at", UtcDateTime(), nullable=True),
 )

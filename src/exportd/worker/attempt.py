@@ -7,12 +7,15 @@ attempt must stop, and writes progress at most every `progress_interval` seconds
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
-from exportd.errors import ExportCancelled, LeaseLost
+from exportd.errors import ExportCancelled, LeaseLost, StoreError
 from exportd.jobs import Claim, Progress
 from exportd.store import SqlJobStore
+
+log = logging.getLogger(__name__)
 
 
 class Attempt:
@@ -84,6 +87,9 @@ class Attempt:
                 self.stop("cancelled")
         except LeaseLost:
             self.stop("lease_lost")
+        except StoreError as exc:  # progress can wait for the store; the export goes on
+            self._dirty = True
+            log.warning("job %s: progress not stored: %s", self.job_id, exc)
         if self._stop_reason is not None:
             raise ExportCancelled(self._stop_reason)
 

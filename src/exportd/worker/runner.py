@@ -13,11 +13,11 @@ from datetime import timedelta
 from pydantic import BaseModel
 
 from exportd.config import Settings
-from exportd.errors import ExportCancelled, LeaseLost
+from exportd.errors import ExportCancelled, LeaseLost, StoreError
 from exportd.exporters import Encoded, ExporterSpec, NamedBatch, Registry
 from exportd.formats import Output, OutputFile, OutputPlan, plan_output
 from exportd.jobs import Artifact, Claim, ErrorInfo, Job, RetryPolicy, classify, utcnow
-from exportd.storage import ArtifactStorage
+from exportd.storage import ArtifactStorage, claim_prefix
 from exportd.store import ClaimRequest, SqlJobStore
 from exportd.worker.attempt import Attempt
 
@@ -96,17 +96,36 @@ class JobRunner:
         then_claim: Callable[[], ClaimRequest | None] | None = None,
     ) -> Job | None:
         """Run the attempt to its end; returns the job as stored afterwards, or None when
-        the attempt was taken from this worker (nothing it did was kept). With
-        `then_claim`, a successful completion also claims the next job in the same
-        transaction and leaves it in `attempt.next_claim`."""
+        nothing this attempt did was kept (its lease was taken, or the store could not
+        be reached to record the end: the rescuer then ends it). With `then_claim`, a
+        completed attempt's slot claims the next job, in a transaction of its own, and
+        leaves it in `attempt.next_claim`."""
         try:
             files = self._produce(attempt)
-            return self._complete(attempt, files, then_claim() if then_claim else None)
         except LeaseLost:
             log.warning("job %s attempt %s: lease lost", attempt.job_id, attempt.attempt)
             return None
         except Exception as exc:
             return self._end_with(attempt, exc)
+        job = self._complete(attempt, files)
+        if job is not None and then_claim is not None:
+            attempt.next_claim = self._claim_next(then_claim())
+        return job
+
+    def _claim_next(self, request: ClaimRequest | None) -> Claim | None:
+        if request is None:
+            return None
+        try:
+            taken = self.store.claim_many(
+                request.worker_id,
+                1,
+                lease_seconds=request.lease_seconds,
+                owner_cap=request.owner_cap,
+            )
+        except StoreError:
+            log.debug("claiming after a completion failed; the claim loop will", exc_info=True)
+            return None
+        return taken[0] if taken else None
 
     def _plan(self, job: Job) -> Plan:
         spec = self.registry.get(job.exporter)
@@ -132,8 +151,8 @@ class JobRunner:
         output = Output(
             plan.output,
             self.storage,
-            key_prefix=f"jobs/{job.id}/{job.attempt}",
-            tag=f"{job.id}.{job.attempt}",
+            key_prefix=claim_prefix(job.owner, job.id, attempt.claim.token),
+            tag=attempt.claim.token,
         )
         try:
             self._write(attempt, plan, output)
@@ -163,13 +182,15 @@ class JobRunner:
                 attempt.advance(item.num_rows)
             del item  # not kept alive beside the next batch while that one is made
 
-    def _complete(
-        self, attempt: Attempt, files: list[OutputFile], request: ClaimRequest | None
-    ) -> Job | None:
-        job_id = attempt.job_id
+    def _complete(self, attempt: Attempt, files: list[OutputFile]) -> Job | None:
+        """Record the published files and finish the job. Whatever the store answers, it
+        is never a failure of the export: a lost lease means the files are someone
+        else's garbage (removed now: their keys are this claim's alone); a store that
+        stays unreachable through the retries leaves the attempt to the rescuer, which
+        removes the files if the completion did not commit."""
         artifacts = [
             Artifact(
-                job_id=job_id,
+                job_id=attempt.job_id,
                 name=file.entry.name,
                 storage_key=file.key,
                 size=file.entry.size,
@@ -180,16 +201,19 @@ class JobRunner:
             for file in files
         ]
         try:
-            if request is None:
-                return self.store.complete(attempt.claim, artifacts, attempt.final_progress())
-            job, attempt.next_claim = self.store.complete_and_claim(
-                attempt.claim, artifacts, attempt.final_progress(), request
-            )
-            return job
+            return self.store.complete(attempt.claim, artifacts, attempt.final_progress())
         except LeaseLost:
+            log.warning("job %s attempt %s: lease lost", attempt.job_id, attempt.attempt)
             for file in files:
                 self.storage.delete(file.key)
-            raise
+        except StoreError:
+            log.error(
+                "job %s attempt %s: the completion could not be stored; the rescuer ends it",
+                attempt.job_id,
+                attempt.attempt,
+                exc_info=True,
+            )
+        return None
 
     def _end_with(self, attempt: Attempt, exc: Exception) -> Job | None:
         claim = attempt.claim
@@ -199,10 +223,18 @@ class JobRunner:
                 return self.store.mark_cancelled(claim)
             if reason == "shutdown":
                 return self.store.release(claim)
-            if reason == "lease_lost":
-                return None
+            if reason == "lease_lost" or isinstance(exc, StoreError):
+                return None  # not the export's fault: the rescuer ends the attempt
             return self._fail(claim, classify(exc), exc)
         except LeaseLost:
+            return None
+        except StoreError:
+            log.error(
+                "job %s attempt %s: its end could not be stored; the rescuer ends it",
+                attempt.job_id,
+                attempt.attempt,
+                exc_info=True,
+            )
             return None
 
     def _fail(self, claim: Claim, error: ErrorInfo, exc: Exception) -> Job:

@@ -2,8 +2,9 @@
 jobs, and shuts down gracefully.
 
 Threads: one claim loop, which takes as many jobs as there are free slots in one
-transaction; N slot threads that run the claimed attempts; one `LeaseKeeper` for all of
-them; the rescuer.
+transaction; N slot threads that run the claimed attempts (a slot whose job completed
+claims its next one itself); one `LeaseKeeper` for all of them; the rescuer, which also
+runs the sweeps (at start, then every `sweep_interval`).
 
 Shutdown: stop claiming; give running attempts `grace` seconds to finish; then ask the
 rest to stop at their next checkpoint and release their leases, so their jobs are queued
@@ -23,11 +24,12 @@ from collections.abc import Callable
 
 from exportd.events.wakeup import Waker
 from exportd.jobs import RetryPolicy, new_id
-from exportd.storage import ArtifactStorage
-from exportd.store import ClaimRequest, SqlJobStore
+from exportd.storage import ArtifactStorage, claim_prefix
+from exportd.store import ClaimRequest, Rescued, SqlJobStore
 from exportd.worker.attempt import Attempt
 from exportd.worker.keeper import LeaseKeeper
 from exportd.worker.runner import JobRunner
+from exportd.worker.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class Worker:
         owner_cap: int = 3,
         poll_interval: float = 1.0,
         worker_id: str | None = None,
+        sweeper: Sweeper | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -54,6 +57,7 @@ class Worker:
         self.concurrency = concurrency
         self.owner_cap = owner_cap
         self.worker_id = worker_id or make_worker_id()
+        self.sweeper = sweeper
         self.waker = Waker(poll_interval)
         self._stopping = threading.Event()
         self._free = threading.Condition()
@@ -115,7 +119,7 @@ class Worker:
         for thread in self._slot_threads:
             thread.join(timeout=1)
         self.waker.close()
-        log.info("worker %s stopped", self.worker_id)
+        log.info("worker %s stopped; claim stats: %s", self.worker_id, self.store.stats.snapshot())
 
     def _snapshot(self) -> list[Attempt]:
         with self._free:
@@ -165,7 +169,7 @@ class Worker:
                 following = self._run(following)
 
     def _run(self, attempt: Attempt) -> Attempt | None:
-        """Run the attempt; returns the next one when its completion claimed it."""
+        """Run the attempt; returns the next one when its slot claimed it on completion."""
         following = None
         try:
             self.runner.run(attempt, then_claim=self._next_claim)
@@ -187,7 +191,7 @@ class Worker:
         return following
 
     def _next_claim(self) -> ClaimRequest | None:
-        """What a finishing attempt claims for its slot, in its completing transaction
+        """What a completed attempt's slot claims next, once the completion has committed
         (nothing once the worker is stopping)."""
         if self._stopping.is_set():
             return None
@@ -198,7 +202,7 @@ class Worker:
     def rescue_once(self) -> int:
         rescued = self.store.rescue_expired(self.retry_policy.delay)
         for item in rescued:
-            self.storage.discard_partials(f"{item.job_id}.{item.attempt}")
+            self._remove_files_of(item)
             log.warning(
                 "job %s: lease of attempt %s expired; now %s",
                 item.job_id,
@@ -209,10 +213,34 @@ class Worker:
             self.waker.poke()
         return len(rescued)
 
+    def _remove_files_of(self, item: Rescued) -> None:
+        """A rescued attempt's partials and any file it published before it died: its
+        claim is over, so nothing will ever refer to them (the sweep is the backstop)."""
+        if item.claim_id is None:
+            return
+        try:
+            self.storage.discard_partials(item.claim_id)
+            self.storage.delete_prefix(claim_prefix(item.owner, item.job_id, item.claim_id))
+        except Exception:
+            log.warning("could not remove the files of job %s", item.job_id, exc_info=True)
+
+    def sweep_once(self, *, force: bool = False) -> None:
+        if self.sweeper is None:
+            return
+        try:
+            self.sweeper.sweep(force=force)
+        except Exception:
+            log.warning("sweep failed", exc_info=True)
+
     def _rescue_loop(self) -> None:
+        self.sweep_once(force=True)
         interval = max(0.2, min(self.lease_seconds / 2, 15.0))
+        next_sweep = time.monotonic() + (self.sweeper.interval if self.sweeper else 0)
         while not self._stopping.wait(interval * random.uniform(0.75, 1.25)):
             try:
                 self.rescue_once()
             except Exception:
                 log.warning("rescuer pass failed", exc_info=True)
+            if self.sweeper is not None and time.monotonic() >= next_sweep:
+                self.sweep_once()
+                next_sweep = time.monotonic() + self.sweeper.interval

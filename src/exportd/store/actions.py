@@ -1,0 +1,142 @@
+"""`OwnerActions`: what an owner (or an admin) does to a job — cancel, retry, delete —
+and the active-job limit those checks share with creation.
+
+Each action is one conditional statement on the job's row, so an action racing a worker
+(a claim, a completion) takes effect exactly once or not at all, and writes its event
+only when it changed the job."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from exportd.errors import ActiveLimitReached, InvalidTransition
+from exportd.jobs import Job, Status, utcnow
+from exportd.store.base import StoreBase
+from exportd.store.schema import artifacts, job_events, jobs
+
+ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+
+class OwnerActions(StoreBase):
+    def count_active(self, owner: str) -> int:
+        with self._tx() as conn:
+            return self._count_active(conn, owner)
+
+    def _count_active(self, conn: Connection, owner: str) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(jobs.c.owner == owner, jobs.c.status.in_([str(s) for s in ACTIVE]))
+        )
+        return int(conn.execute(query).scalar_one())
+
+    def _check_active(self, conn: Connection, owner: str, adding: int, limit: int | None) -> None:
+        """Raise `ActiveLimitReached` unless the owner can have `adding` more active
+        jobs. Counted under the owner's creation lock, so concurrent creations cannot
+        all see room for themselves."""
+        if limit is None:
+            return
+        self._lock_owner_for_create(conn, owner)
+        active = self._count_active(conn, owner)
+        if active + adding > limit:
+            raise ActiveLimitReached(active, limit)
+
+    def request_cancel(self, job_id: str, owner: str | None = None) -> Job:
+        """A queued job is cancelled at once; a running one is flagged and stopped by its
+        runner at the next checkpoint; a finished job is left as it is. A cancel racing a
+        claim lands on whichever state the job is in once the claim has committed."""
+        now = utcnow()
+        queued = jobs.c.status == Status.QUEUED
+        with self._tx(write=True) as conn:
+            self._load(conn, job_id, owner)  # not found (or another owner's): 404
+            changed = conn.execute(
+                jobs.update()
+                .where(
+                    jobs.c.id == job_id,
+                    sa.or_(
+                        queued,
+                        sa.and_(
+                            jobs.c.status == Status.RUNNING, jobs.c.cancel_requested == sa.false()
+                        ),
+                    ),
+                )
+                .values(
+                    status=sa.case((queued, Status.CANCELLED.value), else_=jobs.c.status),
+                    finished_at=sa.case((queued, now), else_=jobs.c.finished_at),
+                    cancel_requested=True,
+                    updated_at=now,
+                )
+                .returning(jobs.c.id, jobs.c.owner, jobs.c.status)
+            ).first()
+            if changed is not None:
+                if changed.status == Status.CANCELLED:
+                    self._event(conn, changed, "cancelled", status=Status.CANCELLED)
+                else:
+                    self._event(conn, changed, "cancel_requested", status=Status.RUNNING)
+            return self._load(conn, job_id)
+
+    def retry(
+        self, job_id: str, owner: str | None = None, *, active_limit: int | None = None
+    ) -> Job:
+        """Queue a failed or cancelled job again as a new attempt series; with
+        `active_limit`, only if its owner has room for one more active job."""
+        now = utcnow()
+        with self._tx(write=True) as conn:
+            job = self._load(conn, job_id, owner)
+            if job.status not in (Status.FAILED, Status.CANCELLED):
+                raise InvalidTransition(f"a {job.status} job cannot be retried")
+            self._check_active(conn, job.owner, 1, active_limit)
+            changed = conn.execute(
+                jobs.update()
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.status.in_([Status.FAILED.value, Status.CANCELLED.value]),
+                )
+                .values(
+                    status=Status.QUEUED,
+                    attempt=0,
+                    run_after=now,
+                    cancel_requested=False,
+                    progress_done=0,
+                    progress_total=None,
+                    progress_message=None,
+                    error_code=None,
+                    error_message=None,
+                    error_retryable=None,
+                    started_at=None,
+                    finished_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+            if changed != 1:
+                raise InvalidTransition("the job changed meanwhile; it was not retried")
+            conn.execute(artifacts.delete().where(artifacts.c.job_id == job_id))
+            self._event(conn, job, "retried", status=Status.QUEUED)
+            self._notify(conn, "jobs", {"id": job_id})
+            return self._load(conn, job_id)
+
+    def delete(self, job_id: str, owner: str | None = None) -> Job:
+        """Remove a job that is not running, with its events and artifact rows; returns it
+        so the caller can delete its files."""
+        with self._tx(write=True) as conn:
+            job = self._load(conn, job_id, owner)
+            if job.status == Status.RUNNING:
+                raise InvalidTransition("a running job must be cancelled before it is deleted")
+            removed = conn.execute(
+                jobs.delete().where(jobs.c.id == job_id, jobs.c.status != Status.RUNNING)
+            ).rowcount
+            if removed != 1:
+                raise InvalidTransition("a running job must be cancelled before it is deleted")
+            conn.execute(artifacts.delete().where(artifacts.c.job_id == job_id))
+            conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
+            self._notify(conn, "events", {"job_id": job_id, "owner": job.owner, "id": 0})
+            return job
+
+    def count_download(self, job_id: str, name: str) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                artifacts.update()
+                .where(artifacts.c.job_id == job_id, artifacts.c.name == name)
+                .values(downloads=artifacts.c.downloads + 1)
+            )
