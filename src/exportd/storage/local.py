@@ -38,8 +38,11 @@ class LocalPartial(Partial):
         # rename (its directory syncs below find the new entries already written).
         self._created = _make_dirs(self._final.parent, storage.root)
         self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed in publish/discard
+        self._discarded = False
 
     def write(self, data: bytes) -> int:
+        if self._discarded:  # late bytes of a failed writer (a zip closed as it is freed)
+            return len(data)
         assert self._file is not None, "partial already ended"
         try:
             return self._file.write(data)
@@ -67,6 +70,7 @@ class LocalPartial(Partial):
             _fsync_dir(directory)
 
     def discard(self) -> None:
+        self._discarded = True
         if self._file is not None:
             # Closing flushes, and a full disk fails the flush; the descriptor is closed
             # all the same, and the file must go whatever happened.
