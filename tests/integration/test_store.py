@@ -212,3 +212,38 @@ def test_list_is_newest_first_with_cursor(store: SqlJobStore) -> None:
         if cursor is None:
             break
     assert seen == list(reversed(ids))
+
+
+@pytest.mark.parametrize(
+    "dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_processes_migrating_a_fresh_store_at_once_all_succeed(
+    tmp_path: Path, dialect: str
+) -> None:
+    """Five `exportd migrate` at once on a new database: each waits its turn, all exit 0,
+    and the schema ends at the head revision (every worker on a fresh SQLite file
+    migrates it at start)."""
+    import os
+    import subprocess
+    import sys
+    from contextlib import ExitStack
+
+    from conftest import temporary_pg_database
+
+    with ExitStack() as stack:
+        if dialect == "sqlite":
+            url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        else:
+            url = stack.enter_context(temporary_pg_database("exportd_migrate"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+        env.update(EXPORTD_DATABASE_URL=url, EXPORTD_HOME=str(tmp_path / "home"))
+        command = [sys.executable, "-m", "exportd", "migrate"]
+        procs = [
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(5)
+        ]
+        results = [proc.communicate(timeout=120) for proc in procs]
+        assert [proc.returncode for proc in procs] == [0] * 5, [err for _, err in results]
+        fresh = open_store(url)
+        assert fresh.schema_revision() == SCHEMA_REVISION
+        fresh.dispose()
