@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exportd.errors import ConfigurationError
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds as a number, or text such as `90`, `30m`, `12h`, `7d`, `2w`."""
+    if not isinstance(value, str):
+        return value
+    found = DURATION.match(value)
+    if found is None:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 3600, 30m, 12h, 7d)")
+    return float(found.group(1)) * DURATION_UNITS[(found.group(2) or "s").lower()]
+
+
+def parse_size(value: Any) -> Any:
+    """Bytes as a number, or text such as `500MB`, `1GiB`, `2G` (K/M/G/T: powers of 1024
+    with `i` or no `B`, of 1000 with a plain `B`)."""
+    if not isinstance(value, str):
+        return value
+    found = SIZE.match(value)
+    if found is None:
+        raise ValueError(f"not a size: {value!r} (use e.g. 1073741824, 500MB, 1GiB)")
+    number, unit, binary = found.groups()
+    power = "kmgt".index(unit.lower()) + 1 if unit else 0
+    decimal = bool(unit) and not binary and value.strip().lower().endswith("b")
+    return int(float(number) * (1000 if decimal else 1024) ** power)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class Settings(BaseSettings):
@@ -63,6 +97,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_size: int = Field(default=100, ge=1)
     link_ttl_seconds: int = Field(default=900, ge=1, description="signed download links")
+    artifact_ttl: Duration = Field(
+        default=7 * 86400, gt=0, description="how long files are kept by default (7d)"
+    )
+    job_retention: Duration = Field(
+        default=30 * 86400, gt=0, description="finished jobs older than this are deleted (30d)"
+    )
+    progress_retention: Duration = Field(
+        default=86400,
+        gt=0,
+        description="progress events of jobs finished longer ago are deleted (1d)",
+    )
+    owner_storage_quota: Size = Field(
+        default=2**30, ge=0, description="bytes an owner may keep stored (1 GiB)"
+    )
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     event_poll_interval: float = Field(default=0.1, gt=0, description="SSE fallback polling")
 

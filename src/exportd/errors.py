@@ -14,6 +14,7 @@
     │   └── ArtifactNotFound
     ├── JobFailure                  raised inside an export to end the attempt
     │   ├── PermanentError          fails the job at once (bad params, not found, forbidden)
+    │   │   └── QuotaExceeded       the owner's storage quota is used up
     │   └── RetryableError          retried with backoff until max_attempts
     ├── ExportCancelled             the job was cancelled (or its worker is stopping)
     └── LinkError                   a signed download link is not valid
@@ -92,6 +93,10 @@ class JobFailure(ExportdError):
 class PermanentError(JobFailure):
     retryable = False
     default_code = "permanent_error"
+
+
+class QuotaExceeded(PermanentError):
+    default_code = "storage_quota_exceeded"
 
 
 class RetryableError(JobFailure):

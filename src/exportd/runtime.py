@@ -45,6 +45,7 @@ class Runtime:
         elif not store.migrations_current():
             raise ConfigurationError("the job store schema is not current: run `exportd migrate`")
         storage = open_storage(settings.resolved_storage_url())
+        storage.attach(store)
         return cls(settings, store, storage, load_all(apps))
 
     @property
@@ -101,6 +102,8 @@ class Runtime:
             holder=holder or make_worker_id(),
             grace_seconds=self.settings.sweep_grace_seconds,
             interval_seconds=self.settings.sweep_interval_seconds,
+            job_retention_seconds=self.settings.job_retention,
+            progress_retention_seconds=self.settings.progress_retention,
         )
 
     def start_worker(self, concurrency: int | None = None) -> Worker:

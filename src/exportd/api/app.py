@@ -16,6 +16,7 @@ from exportd.api import (
     routes_exports,
     routes_files,
     routes_meta,
+    routes_usage,
 )
 from exportd.api.limits import BodySizeLimit
 from exportd.events import EventHub
@@ -65,7 +66,14 @@ def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     problems.install(app)
-    for module in (routes_meta, routes_exports, routes_events, routes_batches, routes_files):
+    for module in (
+        routes_meta,
+        routes_exports,
+        routes_events,
+        routes_batches,
+        routes_files,
+        routes_usage,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
     return app

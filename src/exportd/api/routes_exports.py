@@ -18,7 +18,7 @@ from exportd.api.problems import Problem
 from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
 from exportd.errors import ActiveLimitReached
 from exportd.formats import COMPRESSIONS, FORMATS
-from exportd.jobs import Artifact, Job, NewJob, Status
+from exportd.jobs import Artifact, Job, NewJob, Status, utcnow
 from exportd.runtime import Runtime
 from exportd.storage.signing import sign
 
@@ -55,6 +55,7 @@ def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> Ne
     spec.authorize(params, principal.admin)
     settings = runtime.settings
     spec.check(params, settings)
+    check_quota(runtime, principal.owner)
     return NewJob(
         owner=principal.owner,
         exporter=spec.name,
@@ -68,6 +69,21 @@ def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> Ne
         filename=body.filename,
         ttl_seconds=body.ttl_seconds,
     )
+
+
+def check_quota(runtime: Runtime, owner: str) -> None:
+    """Refuse new exports from an owner whose stored files already fill its quota."""
+    stored, own = runtime.store.stored_bytes(owner)
+    quota = own if own is not None else runtime.settings.owner_storage_quota
+    if stored >= quota:
+        raise Problem(
+            422,
+            "storage_quota_exceeded",
+            f"the owner's files take {stored:,} bytes of a {quota:,}-byte quota; delete "
+            "exports or wait for them to expire",
+            bytes_stored=stored,
+            quota_bytes=quota,
+        )
 
 
 def too_many_active(exc: ActiveLimitReached) -> Problem:
@@ -202,7 +218,7 @@ def delete_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRunt
 def pick_artifact(job: Job, name: str | None) -> Artifact:
     if job.status != Status.COMPLETED:
         raise Problem(409, "not_ready", f"the job is {job.status}, not completed")
-    if not job.artifacts:
+    if not job.artifacts or (job.expires_at is not None and job.expires_at <= utcnow()):
         raise Problem(410, "expired", "the files of this export have expired")
     if name is not None:
         for artifact in job.artifacts:

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from exportd.api.auth import CurrentRuntime
 from exportd.api.problems import Problem
 from exportd.errors import ArtifactNotFound, JobNotFound
-from exportd.jobs import Artifact
+from exportd.jobs import Artifact, utcnow
 from exportd.runtime import Runtime
 from exportd.storage.signing import verify
 
@@ -58,6 +58,8 @@ def find_artifact(runtime: Runtime, signed: str) -> Artifact:
         job = runtime.store.get(job_id)
     except JobNotFound:
         raise Problem(404, "not_found", "the export no longer exists") from None
+    if job.expires_at is not None and job.expires_at <= utcnow():
+        raise Problem(410, "expired", "the files of this export have expired")
     for artifact in job.artifacts:
         if artifact.name == name:
             return artifact

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,6 +86,24 @@ class JobOut(BaseModel):
     links: dict[str, str]
 
 
+class UsageOut(BaseModel):
+    owner: str
+    bytes_stored: int = Field(description="bytes of the owner's files, until they expire")
+    artifacts: int = Field(description="files stored")
+    quota_bytes: int | None = Field(description="the owner's storage quota")
+    quota_is_default: bool = Field(description="false when an admin set this owner's quota")
+    downloads: int = Field(description="downloads counted (presigned links: when issued)")
+    jobs: dict[str, int] = Field(description="the owner's jobs by status")
+
+
+class QuotaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    storage_quota_bytes: int | None = Field(
+        ge=0, le=2**62, description="bytes; null gives the owner the server's default again"
+    )
+
+
 class JobPage(BaseModel):
     items: list[JobOut]
     next_cursor: str | None
@@ -134,9 +152,7 @@ def job_out(job: Job) -> JobOut:
     links = {"self": base, "events": f"{base}/events"}
     if job.status == Status.COMPLETED:
         links["download"] = f"{base}/download"
-    expires = None
-    if job.ttl_seconds and job.finished_at:
-        expires = job.finished_at + timedelta(seconds=job.ttl_seconds)
+    expires = job.expires_at
     return JobOut(
         id=job.id,
         owner=job.owner,

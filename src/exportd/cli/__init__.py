@@ -184,17 +184,14 @@ def migrate() -> None:
 )
 def cleanup(dry_run: bool, grace: float | None) -> None:
     """Sweep once: partial files of attempts that are no longer running, files no export
-    refers to, and the files of expired exports (`exportd serve` and every worker also
-    sweep on their own); for cron, or after a crash."""
+    refers to, rows whose files are gone, the files of expired exports, jobs past their
+    retention and old progress events (`exportd serve` and every worker also sweep on
+    their own); for cron, or after a crash."""
     from exportd.runtime import Runtime
 
     runtime = Runtime.open(_settings(sweep_grace_seconds=grace))
     report = runtime.sweeper().sweep(force=True, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
-    click.echo(
-        f"{verb} {report.partials} partial files, {report.orphans} unreferenced files, "
-        f"{report.expired} expired files"
-    )
+    click.echo(report.summary(dry_run))
     if report.skipped:
         click.echo(f"skipped (another process is sweeping): {', '.join(report.skipped)}")
 

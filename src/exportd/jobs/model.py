@@ -135,6 +135,8 @@ class Job:
     updated_at: datetime
     claim_id: str | None = None
     """The current or last claim (see `Claim.token`)."""
+    expires_at: datetime | None = None
+    """When a completed export's files expire (set at completion)."""
     artifacts: tuple[Artifact, ...] = ()
 
 

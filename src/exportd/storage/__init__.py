@@ -11,6 +11,7 @@ from exportd.storage.base import (
     Partial,
     PartialFile,
     StoredFile,
+    UploadLog,
     claim_prefix,
     key_segment,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "Partial",
     "PartialFile",
     "StoredFile",
+    "UploadLog",
     "claim_prefix",
     "key_segment",
     "open_storage",

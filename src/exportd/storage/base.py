@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import quote
 
 
@@ -58,6 +58,18 @@ class PartialFile:
     """What `discard_partial` needs to remove exactly this one."""
 
 
+class UploadLog(Protocol):
+    """Where an object storage records its multipart uploads (the job store implements
+    it): so an upload whose attempt died can be aborted, and a later version can resume
+    one from its committed parts."""
+
+    def upload_started(self, storage_key: str, claim_id: str, upload_id: str) -> None: ...
+
+    def upload_part(self, storage_key: str, number: int, etag: str, size: int) -> None: ...
+
+    def upload_ended(self, storage_key: str) -> None: ...
+
+
 class Partial(ABC):
     """A file being written. `write` streams bytes; `publish` or `discard` ends it."""
 
@@ -78,6 +90,9 @@ class Partial(ABC):
 
 
 class ArtifactStorage(ABC):
+    def attach(self, log: UploadLog) -> None:  # noqa: B027 - optional: most storages have no uploads
+        """Record multipart uploads in `log` (storages that have none ignore it)."""
+
     @abstractmethod
     def open_partial(self, key: str, *, tag: str) -> Partial: ...
 

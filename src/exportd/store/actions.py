@@ -111,7 +111,7 @@ class OwnerActions(StoreBase):
             ).rowcount
             if changed != 1:
                 raise InvalidTransition("the job changed meanwhile; it was not retried")
-            conn.execute(artifacts.delete().where(artifacts.c.job_id == job_id))
+            self._drop_artifacts(conn, [job_id])
             self._event(conn, job, "retried", status=Status.QUEUED)
             self._notify(conn, "jobs", {"id": job_id})
             return self._load(conn, job_id)
@@ -123,20 +123,24 @@ class OwnerActions(StoreBase):
             job = self._load(conn, job_id, owner)
             if job.status == Status.RUNNING:
                 raise InvalidTransition("a running job must be cancelled before it is deleted")
+            self._drop_artifacts(conn, [job_id])
+            conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
             removed = conn.execute(
                 jobs.delete().where(jobs.c.id == job_id, jobs.c.status != Status.RUNNING)
             ).rowcount
-            if removed != 1:
+            if removed != 1:  # claimed meanwhile: everything above rolls back
                 raise InvalidTransition("a running job must be cancelled before it is deleted")
-            conn.execute(artifacts.delete().where(artifacts.c.job_id == job_id))
-            conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
             self._notify(conn, "events", {"job_id": job_id, "owner": job.owner, "id": 0})
             return job
 
     def count_download(self, job_id: str, name: str) -> None:
         with self._tx(write=True) as conn:
-            conn.execute(
+            counted = conn.execute(
                 artifacts.update()
                 .where(artifacts.c.job_id == job_id, artifacts.c.name == name)
                 .values(downloads=artifacts.c.downloads + 1)
-            )
+                .returning(artifacts.c.job_id)
+            ).first()
+            owner = conn.execute(sa.select(jobs.c.owner).where(jobs.c.id == job_id)).scalar()
+            if counted is not None and owner is not None:
+                self._add_usage(conn, owner, 0, 0, downloads=1)

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from exportd.errors import JobNotFound, LeaseLost
+from exportd.errors import JobNotFound, LeaseLost, QuotaExceeded
 from exportd.jobs import (
     Artifact,
     Claim,
@@ -48,6 +48,16 @@ class Rescued:
     status: Status
     owner: str
     claim_id: str | None
+
+
+def check_quota(stored: int, own_quota: int | None, default: int | None) -> None:
+    """Raise `QuotaExceeded` if `stored` bytes are over the owner's quota."""
+    limit = own_quota if own_quota is not None else default
+    if limit is not None and stored > limit:
+        raise QuotaExceeded(
+            f"the export would take the owner's stored files to {stored:,} bytes; "
+            f"the quota is {limit:,}"
+        )
 
 
 class AttemptStore(StoreBase):
@@ -227,18 +237,35 @@ class AttemptStore(StoreBase):
             return job
         return None
 
-    def complete(self, claim: Claim, produced: Sequence[Artifact], progress: Progress) -> Job:
-        """The attempt succeeded: record its artifacts and finish the job, atomically and
-        on its own (nothing that happens afterwards can undo it)."""
+    def complete(
+        self,
+        claim: Claim,
+        produced: Sequence[Artifact],
+        progress: Progress,
+        *,
+        expires_at: datetime | None = None,
+        quota: int | None = None,
+    ) -> Job:
+        """The attempt succeeded: record its artifacts (their files expire at
+        `expires_at`) and finish the job, atomically and on its own (nothing that happens
+        afterwards can undo it). The owner's stored bytes grow by the artifacts' sizes;
+        if that takes them past their quota (the owner's own, else `quota`), nothing is
+        recorded and `QuotaExceeded` is raised."""
         return self._end(
             claim,
             "complete",
-            lambda conn: self._complete_in(conn, claim, produced, progress),
+            lambda conn: self._complete_in(conn, claim, produced, progress, expires_at, quota),
             lambda job: job.status == Status.COMPLETED,
         )
 
     def _complete_in(
-        self, conn: Connection, claim: Claim, produced: Sequence[Artifact], progress: Progress
+        self,
+        conn: Connection,
+        claim: Claim,
+        produced: Sequence[Artifact],
+        progress: Progress,
+        expires_at: datetime | None,
+        quota: int | None,
     ) -> Job:
         now = utcnow()
         row = self._fenced_update(
@@ -246,6 +273,7 @@ class AttemptStore(StoreBase):
             claim,
             status=Status.COMPLETED,
             finished_at=now,
+            expires_at=expires_at,
             lease_owner=None,
             lease_expires_at=None,
             progress_done=progress.done,
@@ -270,6 +298,8 @@ class AttemptStore(StoreBase):
                     created_at=now,
                 )
             )
+        usage = self._add_usage(conn, row.owner, sum(a.size for a in produced), len(produced))
+        check_quota(usage.bytes_stored, usage.storage_quota_bytes, quota)
         self._event(conn, row, "completed", **completed_data(row.attempt, progress, produced))
         return job_from_row(row, tuple(produced))
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from exportd.errors import JobNotFound, LeaseLost, StoreError, TransientStoreError
-from exportd.jobs import Claim, Job, Status, utcnow
+from exportd.jobs import Artifact, Claim, Job, Status, utcnow
 from exportd.store.rows import artifact_from_row, job_from_row
 from exportd.store.schema import (
     SCHEMA_REVISION,
@@ -31,6 +31,7 @@ from exportd.store.schema import (
     job_events,
     jobs,
     metadata,
+    owners,
 )
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,8 @@ class StoreBase:
 
     # -- rows ----------------------------------------------------------------------------
 
-    def _event(self, conn: Connection, job: Job | sa.Row[Any], type_: str, **data: Any) -> None:
+    def _event(self, conn: Connection, job: Any, type_: str, **data: Any) -> None:
+        """Append an event for `job` (anything with `id` and `owner`)."""
         job_id = job.id
         owner = job.owner
         event_id = conn.execute(
@@ -203,6 +205,68 @@ class StoreBase:
             jobs.c.claim_id == token,
             jobs.c.status == Status.RUNNING,
         )
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        """`INSERT` with the dialect's `ON CONFLICT` clauses (PostgreSQL and SQLite share
+        the spelling)."""
+        if self.dialect_name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    def _insert_ignoring_conflicts(self, table: sa.Table) -> sa.Insert:
+        insert: sa.Insert = self._dialect_insert(table).on_conflict_do_nothing()
+        return insert
+
+    def _add_usage(
+        self, conn: Connection, owner: str, size: int, count: int, downloads: int = 0
+    ) -> sa.Row[Any]:
+        """Add to an owner's stored bytes, files and downloads (negative to remove);
+        returns the owner's row as it now is. The row stays locked until commit, so a
+        quota check made on it cannot race."""
+        insert = self._dialect_insert(owners).values(
+            owner=owner,
+            bytes_stored=size,
+            artifacts=count,
+            downloads=downloads,
+            storage_quota_bytes=None,
+            updated_at=utcnow(),
+        )
+        added = insert.on_conflict_do_update(
+            index_elements=[owners.c.owner],
+            set_={
+                "bytes_stored": owners.c.bytes_stored + insert.excluded.bytes_stored,
+                "artifacts": owners.c.artifacts + insert.excluded.artifacts,
+                "downloads": owners.c.downloads + insert.excluded.downloads,
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
+        row: sa.Row[Any] = conn.execute(added.returning(*owners.c)).one()
+        return row
+
+    def _drop_artifacts(self, conn: Connection, job_ids: list[str]) -> list[Artifact]:
+        """Delete the artifact rows of `job_ids` and take them off their owners' usage;
+        returns what was deleted (its files are the caller's to remove, after commit)."""
+        if not job_ids:
+            return []
+        owner_of = dict(
+            conn.execute(sa.select(jobs.c.id, jobs.c.owner).where(jobs.c.id.in_(job_ids))).all()
+        )
+        rows = conn.execute(
+            artifacts.delete().where(artifacts.c.job_id.in_(job_ids)).returning(*artifacts.c)
+        ).all()
+        dropped = [artifact_from_row(row) for row in rows]
+        totals: dict[str, tuple[int, int]] = {}
+        for art in dropped:
+            size, count = totals.get(owner_of[art.job_id], (0, 0))
+            totals[owner_of[art.job_id]] = (size + art.size, count + 1)
+        for owner in sorted(totals):  # one order: transactions never wait on each other
+            size, count = totals[owner]
+            self._add_usage(conn, owner, -size, -count)
+        return dropped
 
     def _fenced_update(self, conn: Connection, claim: Claim, **values: Any) -> sa.Row[Any]:
         row = conn.execute(

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from exportd.jobs import Artifact, Claim, Job, Progress, Status, new_claim_id, utcnow
+from exportd.store.attempts import check_quota
 from exportd.store.base import ClaimRequest, lease_lost
 from exportd.store.rows import completed_data, job_from_mapping
 from exportd.store.schema import jobs
@@ -141,7 +142,7 @@ COMPLETE = """
     WITH done AS (
         UPDATE exportd_jobs SET
             status = 'completed', finished_at = %(now)s, updated_at = %(now)s,
-            lease_owner = NULL, lease_expires_at = NULL,
+            expires_at = %(expires_at)s, lease_owner = NULL, lease_expires_at = NULL,
             progress_done = %(done)s, progress_total = %(total)s, progress_unit = %(unit)s,
             progress_message = %(message)s,
             error_code = NULL, error_message = NULL, error_retryable = NULL
@@ -159,8 +160,22 @@ COMPLETE = """
             name TEXT, storage_key TEXT, size BIGINT, sha256 TEXT, content_type TEXT,
             rows BIGINT
         )
+        RETURNING 1
     ),
-    ordered AS (SELECT pg_advisory_xact_lock({events}) FROM done),
+    usage AS (
+        INSERT INTO exportd_owners AS o
+            (owner, bytes_stored, artifacts, downloads, updated_at)
+        SELECT done.owner, %(bytes)s, %(count)s, 0, %(now)s FROM done
+        ON CONFLICT (owner) DO UPDATE SET
+            bytes_stored = o.bytes_stored + EXCLUDED.bytes_stored,
+            artifacts = o.artifacts + EXCLUDED.artifacts,
+            updated_at = EXCLUDED.updated_at
+        RETURNING o.bytes_stored, o.storage_quota_bytes
+    ),
+    ordered AS (
+        SELECT pg_advisory_xact_lock({events})
+        FROM done, usage WHERE (SELECT count(*) FROM stored) >= 0
+    ),
     event AS (
         INSERT INTO exportd_job_events (job_id, owner, type, data, created_at)
         SELECT done.id, done.owner, 'completed', CAST(%(data)s AS JSON), %(now)s
@@ -173,11 +188,14 @@ COMPLETE = """
         FROM event, done
     )
     SELECT {done_columns}, (SELECT id FROM event) AS event_id,
-           (SELECT count(*) FROM notified) AS notified
+           (SELECT count(*) FROM notified) AS notified,
+           (SELECT bytes_stored FROM usage), (SELECT storage_quota_bytes FROM usage)
     FROM done
     """.format(columns=", ".join(JOB_COLUMNS), done_columns=_qualified("done"), events=EVENTS_LOCK)
-"""The whole of `complete` in one round trip: the fenced update, the artifact rows and the
-`completed` event (under the events-order lock, with its NOTIFY)."""
+"""The whole of `complete` in one round trip: the fenced update, the artifact rows, the
+owner's usage and the `completed` event (under the events-order lock, with its NOTIFY).
+The events-order lock waits for the usage row and the artifact rows (`ordered` reads
+them), so it is taken last: a data-modifying CTE nothing reads would run after it."""
 
 
 def _run(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -281,11 +299,20 @@ class PostgresJobStore(SqlJobStore):
         )
 
     def _complete_in(
-        self, conn: Connection, claim: Claim, produced: Sequence[Artifact], progress: Progress
+        self,
+        conn: Connection,
+        claim: Claim,
+        produced: Sequence[Artifact],
+        progress: Progress,
+        expires_at: datetime | None,
+        quota: int | None,
     ) -> Job:
         job_id, attempt, token = claim.fence
         now = utcnow()
         params = {
+            "expires_at": expires_at,
+            "bytes": sum(a.size for a in produced),
+            "count": len(produced),
             "id": job_id,
             "attempt": attempt,
             "token": token,
@@ -301,7 +328,8 @@ class PostgresJobStore(SqlJobStore):
         if not found:
             raise lease_lost(claim)
         row = dict(zip(JOB_COLUMNS, found[0], strict=False))
-        event_id = found[0][len(JOB_COLUMNS)]
+        event_id, _, stored, own_quota = found[0][len(JOB_COLUMNS) :]
+        check_quota(stored, own_quota, quota)
         super()._notify(conn, "events", {"job_id": job_id, "owner": row["owner"], "id": event_id})
         return job_from_mapping(row, tuple(produced))
 

@@ -48,6 +48,7 @@ def job_from_mapping(m: Mapping[str, Any], artifacts: tuple[Artifact, ...] = ())
         finished_at=m["finished_at"],
         updated_at=m["updated_at"],
         claim_id=m["claim_id"],
+        expires_at=m["expires_at"],
         artifacts=artifacts,
     )
 

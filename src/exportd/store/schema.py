@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0007"
 """The Alembic revision that `metadata` describes: the head of `store/migrations` (a test
 checks it). A store already at it is current without loading Alembic."""
 VERSION_TABLE = "exportd_alembic_version"
@@ -78,14 +78,17 @@ jobs = sa.Table(
     sa.Column("finished_at", UtcDateTime(), nullable=True),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("claim_id", sa.String(32), nullable=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
     sa.Index("ix_exportd_jobs_owner_created", "owner", "id"),
 )
 
-# Partial indexes (migration 0004): a status change writes a row version into every index
+# Partial indexes (migrations 0004, 0007): a status change writes a row version into every index
 # whose predicate the new version meets, so indexes only some rows need stay partial.
 for _name, _columns, _where, _unique in (
     ("ix_exportd_jobs_running", ("owner",), "status = 'running'", False),
     ("ix_exportd_jobs_batch", ("batch_id",), "batch_id IS NOT NULL", False),
+    ("ix_exportd_jobs_expiry", ("expires_at",), "expires_at IS NOT NULL", False),
+    ("ix_exportd_jobs_finished", ("finished_at",), "finished_at IS NOT NULL", False),
     (
         "ix_exportd_jobs_idempotency",
         ("owner", "idempotency_key"),
@@ -177,4 +180,28 @@ sweeps = sa.Table(
     sa.Column("holder", sa.String(100), nullable=True),
     sa.Column("lease_until", UtcDateTime(), nullable=True),
     sa.Column("last_run_at", UtcDateTime(), nullable=True),
+    sa.Column("cursor", sa.String(100), nullable=True),
+)
+
+owners = sa.Table(
+    "exportd_owners",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("bytes_stored", sa.BigInteger(), nullable=False),
+    sa.Column("artifacts", sa.BigInteger(), nullable=False),
+    sa.Column("downloads", sa.BigInteger(), nullable=False),
+    sa.Column("storage_quota_bytes", sa.BigInteger(), nullable=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+uploads = sa.Table(
+    "exportd_uploads",
+    metadata,
+    sa.Column("storage_key", sa.String(1024), primary_key=True),
+    sa.Column("claim_id", sa.String(32), nullable=False),
+    sa.Column("upload_id", sa.String(1024), nullable=False),
+    sa.Column("parts", sa.JSON(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_uploads_claim", "claim_id"),
 )

@@ -3,7 +3,8 @@
 The store is assembled from parts, one concern each: `StoreBase` (transactions, error
 translation, retries, events), `AttemptStore` (what workers write), `OwnerActions`
 (cancel, retry, delete, the active-job limit), `UpkeepStore` (shared secrets, sweep
-leases), `TokenStoreMixin` (API tokens, batches); this module adds creating and reading
+leases), `LifecycleStore` (usage, quotas, expiry, pruning), `TokenStoreMixin` (API
+tokens, batches); this module adds creating and reading
 jobs. Dialect subclasses provide the atomic claim, transaction start and change
 notification."""
 
@@ -21,6 +22,7 @@ from exportd.jobs import Artifact, Event, Job, NewJob, Status, utcnow
 from exportd.store.actions import OwnerActions
 from exportd.store.attempts import AttemptStore, Rescued
 from exportd.store.base import ClaimRequest
+from exportd.store.lifecycle import LifecycleStore, Usage
 from exportd.store.rows import artifact_from_row, event_from_row, job_from_row
 from exportd.store.schema import artifacts, job_events, jobs
 from exportd.store.tokens import Batch, TokenStoreMixin
@@ -33,7 +35,7 @@ class Page:
     next_cursor: str | None
 
 
-class SqlJobStore(TokenStoreMixin, UpkeepStore, OwnerActions, AttemptStore):
+class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, AttemptStore):
     # -- creating ----------------------------------------------------------------------
 
     def enqueue(self, new: NewJob, *, active_limit: int | None = None) -> Job:
@@ -253,4 +255,4 @@ class SqlJobStore(TokenStoreMixin, UpkeepStore, OwnerActions, AttemptStore):
             return int(conn.execute(sa.select(sa.func.max(job_events.c.id))).scalar() or 0)
 
 
-__all__ = ["ClaimRequest", "Page", "Rescued", "SqlJobStore"]
+__all__ = ["ClaimRequest", "Page", "Rescued", "SqlJobStore", "Usage"]

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pydantic import BaseModel
 
 from exportd.config import Settings
-from exportd.errors import ExportCancelled, LeaseLost, StoreError
+from exportd.errors import ExportCancelled, LeaseLost, QuotaExceeded, StoreError
 from exportd.exporters import Encoded, ExporterSpec, NamedBatch, Registry
 from exportd.formats import Output, OutputFile, OutputPlan, plan_output
 from exportd.jobs import Artifact, Claim, ErrorInfo, Job, RetryPolicy, classify, utcnow
@@ -200,12 +200,24 @@ class JobRunner:
             )
             for file in files
         ]
+        job = attempt.claim.job
+        ttl = job.ttl_seconds or self.settings.artifact_ttl
         try:
-            return self.store.complete(attempt.claim, artifacts, attempt.final_progress())
+            return self.store.complete(
+                attempt.claim,
+                artifacts,
+                attempt.final_progress(),
+                expires_at=utcnow() + timedelta(seconds=ttl),
+                quota=self.settings.owner_storage_quota,
+            )
         except LeaseLost:
             log.warning("job %s attempt %s: lease lost", attempt.job_id, attempt.attempt)
             for file in files:
                 self.storage.delete(file.key)
+        except QuotaExceeded as exc:
+            for file in files:
+                self.storage.delete(file.key)
+            return self._end_with(attempt, exc)
         except StoreError:
             log.error(
                 "job %s attempt %s: the completion could not be stored; the rescuer ends it",

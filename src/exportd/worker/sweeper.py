@@ -1,6 +1,7 @@
 """`Sweeper`: removes what no attempt will ever finish or claim — partial files of
-attempts that are no longer running, published files that no artifact row refers to —
-and the files of expired exports.
+attempts that are no longer running, published files that no artifact row refers to,
+artifact rows whose files are gone — and runs the lifecycle: files of expired exports,
+jobs past their retention, progress events of long-finished jobs.
 
 Each kind of sweep runs in one process at a time (a lease row in the store) and works in
 bounded batches, one short read per batch. A file is garbage only once it is older than
@@ -17,16 +18,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
-from exportd.jobs import utcnow
+from exportd.errors import ArtifactNotFound, StorageError
+from exportd.jobs import Artifact, utcnow
 from exportd.storage import ArtifactStorage, PartialFile, StoredFile
 from exportd.store import SqlJobStore
-from exportd.store.retention import expire
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH = 500
-KINDS = ("partials", "orphans", "expired")
+KINDS = ("partials", "orphans", "missing", "lifecycle")
+MAX_BATCHES = 20
+"""A lifecycle step runs at most this many batches per sweep, so one sweep stays short."""
 
 
 def batched(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
@@ -44,13 +47,32 @@ def claim_of(key: str) -> str | None:
 @dataclass
 class SweepReport:
     partials: int = 0
+    """Partial files of attempts no longer running."""
     orphans: int = 0
+    """Published files no artifact row referred to."""
+    missing: int = 0
+    """Artifact rows whose file was gone (dropped)."""
     expired: int = 0
+    """Files of expired exports."""
+    pruned: int = 0
+    """Jobs past their retention (deleted with their events and files)."""
+    thinned: int = 0
+    """Progress events of long-finished jobs."""
     skipped: list[str] = field(default_factory=list)
     """Kinds another process was running (or had just run)."""
 
     def total(self) -> int:
-        return self.partials + self.orphans + self.expired
+        return (
+            self.partials + self.orphans + self.missing + self.expired + self.pruned + self.thinned
+        )
+
+    def summary(self, dry_run: bool = False) -> str:
+        verb = "would remove" if dry_run else "removed"
+        return (
+            f"{verb} {self.partials} partial files, {self.orphans} unreferenced files, "
+            f"{self.missing} rows of missing files, {self.expired} expired files, "
+            f"{self.pruned} old jobs, {self.thinned} progress events"
+        )
 
 
 class Sweeper:
@@ -62,12 +84,16 @@ class Sweeper:
         holder: str,
         grace_seconds: float,
         interval_seconds: float,
+        job_retention_seconds: float = 30 * 86400,
+        progress_retention_seconds: float = 86400,
     ) -> None:
         self.store = store
         self.storage = storage
         self.holder = holder
         self.grace = timedelta(seconds=grace_seconds)
         self.interval = interval_seconds
+        self.job_retention = timedelta(seconds=job_retention_seconds)
+        self.progress_retention = timedelta(seconds=progress_retention_seconds)
 
     def sweep(self, *, force: bool = False, dry_run: bool = False) -> SweepReport:
         """Run every kind of sweep this process gets the lease for. `force` ignores when
@@ -81,21 +107,14 @@ class Sweeper:
                 report.skipped.append(kind)
                 continue
             try:
-                setattr(report, kind, getattr(self, f"_{kind}")(dry_run))
+                getattr(self, f"_{kind}")(report, dry_run)
             finally:
                 self.store.finish_sweep(kind, self.holder)
         if report.total():
-            verb = "would remove" if dry_run else "removed"
-            log.info(
-                "sweep %s %d partial files, %d unreferenced files, %d expired files",
-                verb,
-                report.partials,
-                report.orphans,
-                report.expired,
-            )
+            log.info("sweep %s", report.summary(dry_run))
         return report
 
-    def _partials(self, dry_run: bool) -> int:
+    def _partials(self, report: SweepReport, dry_run: bool) -> None:
         cutoff = utcnow() - self.grace
         removed = 0
         for chunk in batched(self.storage.partials()):
@@ -106,9 +125,9 @@ class Sweeper:
                     if not dry_run:
                         self.storage.discard_partial(partial)
                     removed += 1
-        return removed
+        report.partials = removed
 
-    def _orphans(self, dry_run: bool) -> int:
+    def _orphans(self, report: SweepReport, dry_run: bool) -> None:
         cutoff = utcnow() - self.grace
         removed = 0
         for chunk in batched(self.storage.files()):
@@ -121,9 +140,56 @@ class Sweeper:
                 if not dry_run:
                     self.storage.delete(file.key)
                 removed += 1
-        return removed
+        report.orphans = removed
 
-    def _expired(self, dry_run: bool) -> int:
+    def _missing(self, report: SweepReport, dry_run: bool) -> None:
+        """Artifact rows whose file is gone (removed by hand, lost with a disk): dropped,
+        so the export reads as expired instead of failing at download."""
+        cutoff = utcnow() - self.grace
+        after = self.store.sweep_cursor("missing") or ""
+        for _ in range(MAX_BATCHES):
+            rows = self.store.artifacts_after(after)
+            if not rows:
+                after = ""  # the end: start from the first row next time
+                break
+            after = rows[-1].job_id
+            old = [a for a in rows if a.created_at is not None and a.created_at < cutoff]
+            gone = [a for a in old if not self._exists(a.storage_key)]
+            report.missing += len(gone) if dry_run else self.store.forget_artifacts(gone)
+        if not dry_run:
+            self.store.set_sweep_cursor("missing", after)
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.storage.size(key)
+        except ArtifactNotFound:
+            return False
+        return True
+
+    def _lifecycle(self, report: SweepReport, dry_run: bool) -> None:
         if dry_run:
-            return 0
-        return expire(self.store, self.storage)
+            return
+        for _ in range(MAX_BATCHES):
+            dropped = self.store.expire_due()
+            self._remove(dropped)
+            report.expired += len(dropped)
+            if not dropped:
+                break
+        for _ in range(MAX_BATCHES):
+            pruned, dropped = self.store.prune_finished(utcnow() - self.job_retention)
+            self._remove(dropped)
+            report.pruned += pruned
+            if not pruned:
+                break
+        for _ in range(MAX_BATCHES):
+            thinned = self.store.thin_progress(utcnow() - self.progress_retention)
+            report.thinned += thinned
+            if not thinned:
+                break
+
+    def _remove(self, dropped: Iterable[Artifact]) -> None:
+        for art in dropped:
+            try:
+                self.storage.delete(art.storage_key)
+            except StorageError:  # left for the orphan sweep
+                log.warning("could not remove %s", art.storage_key, exc_info=True)
