@@ -9,6 +9,7 @@
     │   ├── InvalidTransition       a status change the lifecycle forbids
     │   └── LeaseLost               a worker's fenced write found the job taken from it
     ├── ActiveLimitReached          an owner already has as many active jobs as allowed
+    ├── RetryLimitReached           a job was retried by hand as often as allowed
     ├── StorageError                artifact storage failed
     │   ├── StorageFull             no space left (ENOSPC, EDQUOT): retried with backoff
     │   └── ArtifactNotFound
@@ -64,6 +65,10 @@ class ActiveLimitReached(ExportdError):
         super().__init__(f"{active} jobs are queued or running; the limit is {limit}")
         self.active = active
         self.limit = limit
+
+
+class RetryLimitReached(ExportdError):
+    pass
 
 
 class StorageError(ExportdError):

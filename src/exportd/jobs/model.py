@@ -103,6 +103,11 @@ class NewJob:
     run_after: datetime | None = None
     options: dict[str, Any] = field(default_factory=dict)
     """Writer options: `formats` (a bundle), `max_rows_per_file`, `max_bytes_per_file`."""
+    labels: dict[str, str] = field(default_factory=dict)
+    notify: dict[str, Any] | None = None
+    """One-off delivery of the outcome: `{"webhook_url": ..., "email": [...]}`."""
+    created_by: str | None = None
+    """The actor who asked for it (a token's `owner/name`)."""
     id: str = field(default_factory=new_id)
 
 
@@ -137,6 +142,10 @@ class Job:
     """The current or last claim (see `Claim.token`)."""
     expires_at: datetime | None = None
     """When a completed export's files expire (set at completion)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    notify: dict[str, Any] | None = None
+    manual_retries: int = 0
+    created_by: str | None = None
     artifacts: tuple[Artifact, ...] = ()
 
 
@@ -167,3 +176,4 @@ class Event:
     type: str
     data: dict[str, Any]
     created_at: datetime
+    actor: str | None = None

@@ -10,15 +10,28 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from exportd.errors import ActiveLimitReached, InvalidTransition
+from exportd.errors import ActiveLimitReached, InvalidTransition, RetryLimitReached
 from exportd.jobs import Job, Status, utcnow
-from exportd.store.base import StoreBase
-from exportd.store.schema import artifacts, job_events, jobs
+from exportd.store.outbox import OutboxStore, job_summary
+from exportd.store.schema import artifacts, audit, job_events, job_labels, jobs
 
 ACTIVE = (Status.QUEUED, Status.RUNNING)
 
 
-class OwnerActions(StoreBase):
+def tombstone(job: Job) -> dict[str, object]:
+    """What the audit list keeps of a deleted job."""
+    return {
+        "exporter": job.exporter,
+        "format": job.format,
+        "status": str(job.status),
+        "filename": job.filename,
+        "labels": job.labels,
+        "created_at": job.created_at.isoformat(),
+        "files": [a.name for a in job.artifacts],
+    }
+
+
+class OwnerActions(OutboxStore):
     def count_active(self, owner: str) -> int:
         with self._tx() as conn:
             return self._count_active(conn, owner)
@@ -42,7 +55,9 @@ class OwnerActions(StoreBase):
         if active + adding > limit:
             raise ActiveLimitReached(active, limit)
 
-    def request_cancel(self, job_id: str, owner: str | None = None) -> Job:
+    def request_cancel(
+        self, job_id: str, owner: str | None = None, *, actor: str | None = None
+    ) -> Job:
         """A queued job is cancelled at once; a running one is flagged and stopped by its
         runner at the next checkpoint; a finished job is left as it is. A cancel racing a
         claim lands on whichever state the job is in once the claim has committed."""
@@ -67,25 +82,40 @@ class OwnerActions(StoreBase):
                     cancel_requested=True,
                     updated_at=now,
                 )
-                .returning(jobs.c.id, jobs.c.owner, jobs.c.status)
+                .returning(*jobs.c)
             ).first()
             if changed is not None:
                 if changed.status == Status.CANCELLED:
-                    self._event(conn, changed, "cancelled", status=Status.CANCELLED)
+                    summary = job_summary(changed, Status.CANCELLED)
+                    self._queue_messages(conn, changed, Status.CANCELLED, summary)
+                    self._event(conn, changed, "cancelled", status=Status.CANCELLED, actor=actor)
                 else:
-                    self._event(conn, changed, "cancel_requested", status=Status.RUNNING)
+                    self._event(
+                        conn, changed, "cancel_requested", status=Status.RUNNING, actor=actor
+                    )
             return self._load(conn, job_id)
 
     def retry(
-        self, job_id: str, owner: str | None = None, *, active_limit: int | None = None
+        self,
+        job_id: str,
+        owner: str | None = None,
+        *,
+        active_limit: int | None = None,
+        max_retries: int | None = None,
+        actor: str | None = None,
     ) -> Job:
         """Queue a failed or cancelled job again as a new attempt series; with
-        `active_limit`, only if its owner has room for one more active job."""
+        `active_limit`, only if its owner has room for one more active job; with
+        `max_retries`, at most that many times (`RetryLimitReached`)."""
         now = utcnow()
         with self._tx(write=True) as conn:
             job = self._load(conn, job_id, owner)
             if job.status not in (Status.FAILED, Status.CANCELLED):
                 raise InvalidTransition(f"a {job.status} job cannot be retried")
+            if max_retries is not None and job.manual_retries >= max_retries:
+                raise RetryLimitReached(
+                    f"the job was retried {job.manual_retries} times; the limit is {max_retries}"
+                )
             self._check_active(conn, job.owner, 1, active_limit)
             changed = conn.execute(
                 jobs.update()
@@ -106,25 +136,39 @@ class OwnerActions(StoreBase):
                     error_retryable=None,
                     started_at=None,
                     finished_at=None,
+                    expires_at=None,
+                    manual_retries=jobs.c.manual_retries + 1,
                     updated_at=now,
                 )
             ).rowcount
             if changed != 1:
                 raise InvalidTransition("the job changed meanwhile; it was not retried")
             self._drop_artifacts(conn, [job_id])
-            self._event(conn, job, "retried", status=Status.QUEUED)
+            self._event(conn, job, "retried", status=Status.QUEUED, actor=actor)
             self._notify(conn, "jobs", {"id": job_id})
             return self._load(conn, job_id)
 
-    def delete(self, job_id: str, owner: str | None = None) -> Job:
-        """Remove a job that is not running, with its events and artifact rows; returns it
-        so the caller can delete its files."""
+    def delete(self, job_id: str, owner: str | None = None, *, actor: str | None = None) -> Job:
+        """Remove a job that is not running, with its events, labels and artifact rows,
+        leaving a tombstone in the owner's audit list; returns it so the caller can delete
+        its files."""
         with self._tx(write=True) as conn:
             job = self._load(conn, job_id, owner)
             if job.status == Status.RUNNING:
                 raise InvalidTransition("a running job must be cancelled before it is deleted")
             self._drop_artifacts(conn, [job_id])
             conn.execute(job_events.delete().where(job_events.c.job_id == job_id))
+            conn.execute(job_labels.delete().where(job_labels.c.job_id == job_id))
+            conn.execute(
+                audit.insert().values(
+                    owner=job.owner,
+                    actor=actor,
+                    action="deleted",
+                    job_id=job_id,
+                    data=tombstone(job),
+                    created_at=utcnow(),
+                )
+            )
             removed = conn.execute(
                 jobs.delete().where(jobs.c.id == job_id, jobs.c.status != Status.RUNNING)
             ).rowcount

@@ -25,12 +25,14 @@ from exportd.jobs import (
     Claim,
     ErrorInfo,
     Job,
+    JobError,
     Progress,
     Status,
     new_claim_id,
     utcnow,
 )
-from exportd.store.base import ClaimRequest, StoreBase, lease_lost
+from exportd.store.base import ClaimRequest, lease_lost
+from exportd.store.outbox import OutboxStore, job_summary
 from exportd.store.rows import completed_data, job_from_row, progress_data
 from exportd.store.schema import artifacts, jobs
 
@@ -60,7 +62,7 @@ def check_quota(stored: int, own_quota: int | None, default: int | None) -> None
         )
 
 
-class AttemptStore(StoreBase):
+class AttemptStore(OutboxStore):
     # -- claiming ------------------------------------------------------------------------
 
     def claim(self, worker_id: str, *, lease_seconds: float, owner_cap: int) -> Claim | None:
@@ -300,6 +302,8 @@ class AttemptStore(StoreBase):
             )
         usage = self._add_usage(conn, row.owner, sum(a.size for a in produced), len(produced))
         check_quota(usage.bytes_stored, usage.storage_quota_bytes, quota)
+        summary = job_summary(row, Status.COMPLETED, produced=produced, progress=progress)
+        self._queue_messages(conn, row, Status.COMPLETED, summary)
         self._event(conn, row, "completed", **completed_data(row.attempt, progress, produced))
         return job_from_row(row, tuple(produced))
 
@@ -335,6 +339,9 @@ class AttemptStore(StoreBase):
                     next_attempt_at=retry_at.isoformat(),
                 )
             else:
+                failure = JobError(error.code, error.message, error.retryable)
+                summary = job_summary(row, Status.FAILED, error=failure)
+                self._queue_messages(conn, row, Status.FAILED, summary)
                 self._event(conn, row, "failed", status=status, attempt=row.attempt, error=err)
             return job_from_row(row)
 
@@ -359,6 +366,7 @@ class AttemptStore(StoreBase):
                 lease_owner=None,
                 lease_expires_at=None,
             )
+            self._queue_messages(conn, row, Status.CANCELLED, job_summary(row, Status.CANCELLED))
             self._event(conn, row, "cancelled", status=Status.CANCELLED, attempt=row.attempt)
             return job_from_row(row)
 
@@ -442,6 +450,11 @@ class AttemptStore(StoreBase):
         if updated.rowcount != 1:
             return None
         status = values["status"]
+        if status != Status.QUEUED:
+            error = None
+            if status == Status.FAILED:
+                error = JobError("worker_lost", message, True)
+            self._queue_messages(conn, row, status, job_summary(row, status, error=error))
         self._event(
             conn, row, "rescued", status=status, attempt=row.attempt, error_code="worker_lost"
         )

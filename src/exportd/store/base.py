@@ -168,13 +168,23 @@ class StoreBase:
 
     # -- rows ----------------------------------------------------------------------------
 
-    def _event(self, conn: Connection, job: Any, type_: str, **data: Any) -> None:
-        """Append an event for `job` (anything with `id` and `owner`)."""
+    def _event(
+        self, conn: Connection, job: Any, type_: str, *, actor: str | None = None, **data: Any
+    ) -> None:
+        """Append an event for `job` (anything with `id` and `owner`); `actor` says who
+        caused it (None: the worker running the job)."""
         job_id = job.id
         owner = job.owner
         event_id = conn.execute(
             job_events.insert()
-            .values(job_id=job_id, owner=owner, type=type_, data=data, created_at=utcnow())
+            .values(
+                job_id=job_id,
+                owner=owner,
+                type=type_,
+                data=data,
+                created_at=utcnow(),
+                actor=actor,
+            )
             .returning(job_events.c.id)
         ).scalar_one()
         self._notify(conn, "events", {"job_id": job_id, "owner": owner, "id": event_id})

@@ -18,7 +18,16 @@ from sqlalchemy.engine import Connection
 from exportd.jobs import TERMINAL, Artifact, Status, utcnow
 from exportd.store.base import StoreBase
 from exportd.store.rows import artifact_from_row
-from exportd.store.schema import UtcDateTime, artifacts, job_events, jobs, owners, sweeps
+from exportd.store.schema import (
+    UtcDateTime,
+    artifacts,
+    job_events,
+    job_labels,
+    jobs,
+    outbox,
+    owners,
+    sweeps,
+)
 
 BATCH = 500
 
@@ -122,6 +131,10 @@ class LifecycleStore(StoreBase):
                 return 0, []
             dropped = self._drop_artifacts(conn, ids)
             conn.execute(job_events.delete().where(job_events.c.job_id.in_(ids)))
+            conn.execute(job_labels.delete().where(job_labels.c.job_id.in_(ids)))
+            conn.execute(
+                outbox.delete().where(outbox.c.job_id.in_(ids), outbox.c.status != "pending")
+            )
             gone = conn.execute(
                 jobs.delete().where(jobs.c.id.in_(ids), jobs.c.status.in_(terminal))
             ).rowcount

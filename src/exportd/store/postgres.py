@@ -32,11 +32,12 @@ from sqlalchemy.engine import Connection
 from exportd.jobs import Artifact, Claim, Job, Progress, Status, new_claim_id, utcnow
 from exportd.store.attempts import check_quota
 from exportd.store.base import ClaimRequest, lease_lost
+from exportd.store.outbox import job_summary
 from exportd.store.rows import completed_data, job_from_mapping
 from exportd.store.schema import jobs
 from exportd.store.sql import SqlJobStore
 
-CHANNELS = {"jobs": "exportd_jobs", "events": "exportd_events"}
+CHANNELS = {"jobs": "exportd_jobs", "events": "exportd_events", "outbox": "exportd_outbox"}
 
 LOCK_SPACE = 0x65787000  # "exp" and a byte for the kind of lock
 EVENTS_LOCK = f"{LOCK_SPACE}, 0"
@@ -52,8 +53,8 @@ INSERT_EVENT = sa.text(
     f"""
     WITH ordered AS (SELECT pg_advisory_xact_lock({EVENTS_LOCK})),
     inserted AS (
-        INSERT INTO exportd_job_events (job_id, owner, type, data, created_at)
-        SELECT :job_id, :owner, :type, CAST(:data AS JSON), :created_at FROM ordered
+        INSERT INTO exportd_job_events (job_id, owner, type, data, created_at, actor)
+        SELECT :job_id, :owner, :type, CAST(:data AS JSON), :created_at, :actor FROM ordered
         RETURNING id
     )
     SELECT id, pg_notify(
@@ -324,6 +325,15 @@ class PostgresJobStore(SqlJobStore):
             "artifacts": orjson.dumps([asdict(a) for a in produced]).decode(),
             "data": orjson.dumps(completed_data(attempt, progress, produced), default=str).decode(),
         }
+        # The messages first (a read of the owner's webhooks and an insert, no row locks):
+        # the completion below takes the events-order lock and must be the last statement.
+        # If it finds the lease lost, the whole transaction, messages included, rolls back.
+        self._queue_messages(
+            conn,
+            claim.job,
+            Status.COMPLETED,
+            job_summary(claim.job, Status.COMPLETED, produced=produced, progress=progress),
+        )
         found = _run(conn, COMPLETE, params)
         if not found:
             raise lease_lost(claim)
@@ -336,7 +346,9 @@ class PostgresJobStore(SqlJobStore):
     def _expired(self, now: datetime) -> sa.Select[Any]:
         return super()._expired(now).with_for_update(skip_locked=True)
 
-    def _event(self, conn: Connection, job: Any, type_: str, **data: Any) -> None:
+    def _event(
+        self, conn: Connection, job: Any, type_: str, *, actor: str | None = None, **data: Any
+    ) -> None:
         event_id = conn.execute(
             INSERT_EVENT,
             {
@@ -345,6 +357,7 @@ class PostgresJobStore(SqlJobStore):
                 "type": type_,
                 "data": orjson.dumps(data, default=str).decode(),
                 "created_at": utcnow(),
+                "actor": actor,
             },
         ).scalar_one()
         # NOTIFY went out with the insert; tell this process's listeners after commit.

@@ -49,6 +49,10 @@ def job_from_mapping(m: Mapping[str, Any], artifacts: tuple[Artifact, ...] = ())
         updated_at=m["updated_at"],
         claim_id=m["claim_id"],
         expires_at=m["expires_at"],
+        labels=m["labels"] or {},
+        notify=m["notify"],
+        manual_retries=m["manual_retries"],
+        created_by=m["created_by"],
         artifacts=artifacts,
     )
 
@@ -77,6 +81,7 @@ def event_from_row(row: Any) -> Event:
         type=m["type"],
         data=m["data"],
         created_at=m["created_at"],
+        actor=m["actor"],
     )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
 
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 """The Alembic revision that `metadata` describes: the head of `store/migrations` (a test
 checks it). A store already at it is current without loading Alembic."""
 VERSION_TABLE = "exportd_alembic_version"
@@ -79,6 +79,10 @@ jobs = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("claim_id", sa.String(32), nullable=True),
     sa.Column("expires_at", UtcDateTime(), nullable=True),
+    sa.Column("labels", sa.JSON(), nullable=False),
+    sa.Column("notify", sa.JSON(), nullable=True),
+    sa.Column("manual_retries", sa.Integer(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=True),
     sa.Index("ix_exportd_jobs_owner_created", "owner", "id"),
 )
 
@@ -124,6 +128,7 @@ job_events = sa.Table(
     sa.Column("type", sa.String(40), nullable=False),
     sa.Column("data", sa.JSON(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=True),
     sa.Index("ix_exportd_job_events_job", "job_id", "id"),
     sa.Index("ix_exportd_job_events_owner", "owner", "id"),
 )
@@ -204,4 +209,77 @@ uploads = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_exportd_uploads_claim", "claim_id"),
+)
+
+job_labels = sa.Table(
+    "exportd_job_labels",
+    metadata,
+    sa.Column("job_id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+    sa.Index("ix_exportd_job_labels_lookup", "owner", "key", "value", "job_id"),
+)
+
+webhooks = sa.Table(
+    "exportd_webhooks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("events", sa.JSON(), nullable=False),
+    sa.Column("description", sa.String(500), nullable=True),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("previous_secret", sa.String(200), nullable=True),
+    sa.Column("previous_secret_until", UtcDateTime(), nullable=True),
+    sa.Column("disabled_at", UtcDateTime(), nullable=True),
+    sa.Column("disabled_reason", sa.String(500), nullable=True),
+    sa.Column("failing_since", UtcDateTime(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_webhooks_owner", "owner", "id"),
+)
+
+outbox = sa.Table(
+    "exportd_outbox",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("channel", sa.String(20), nullable=False),
+    sa.Column("webhook_id", sa.String(36), nullable=True),
+    sa.Column("target", sa.Text(), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Column("lease_holder", sa.String(100), nullable=True),
+    sa.Column("last_status_code", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("history", sa.JSON(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("delivered_at", UtcDateTime(), nullable=True),
+    sa.Index(
+        "ix_exportd_outbox_due",
+        "next_attempt_at",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("ix_exportd_outbox_webhook", "webhook_id", "created_at"),
+    sa.Index("ix_exportd_outbox_job", "job_id"),
+)
+
+audit = sa.Table(
+    "exportd_audit",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=True),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("data", sa.JSON(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_audit_owner", "owner", "id"),
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,9 +25,20 @@ from exportd.store.attempts import AttemptStore, Rescued
 from exportd.store.base import ClaimRequest
 from exportd.store.lifecycle import LifecycleStore, Usage
 from exportd.store.rows import artifact_from_row, event_from_row, job_from_row
-from exportd.store.schema import artifacts, job_events, jobs
+from exportd.store.schema import artifacts, audit, job_events, job_labels, jobs
 from exportd.store.tokens import Batch, TokenStoreMixin
 from exportd.store.upkeep import UpkeepStore
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    owner: str
+    actor: str | None
+    action: str
+    job_id: str
+    data: dict[str, Any]
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, At
             self._check_active(conn, new.owner, 1, active_limit)
             job = self._insert(conn, new, now, None, None)
             self._notify(conn, "jobs", {"id": job.id})
-            self._event(conn, job, "created", status=Status.QUEUED)
+            self._event(conn, job, "created", status=Status.QUEUED, actor=job.created_by)
         return job
 
     def enqueue_idempotent(
@@ -77,7 +89,7 @@ class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, At
                     )  # an expired use of the key: free it for this request
                     job = self._insert(conn, new, now, key, request_hash)
                     self._notify(conn, "jobs", {"id": job.id})
-                    self._event(conn, job, "created", status=Status.QUEUED)
+                    self._event(conn, job, "created", status=Status.QUEUED, actor=job.created_by)
                     return job, True, request_hash
             except TransientStoreError:
                 raise
@@ -110,7 +122,7 @@ class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, At
                 created.append(self._insert(conn, new, now, None, None))
             self._notify(conn, "jobs", {"id": "*"})
             for job in created:
-                self._event(conn, job, "created", status=Status.QUEUED)
+                self._event(conn, job, "created", status=Status.QUEUED, actor=job.created_by)
         return batch, created
 
     def _insert(
@@ -145,11 +157,23 @@ class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, At
                 options=new.options,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
+                labels=new.labels,
+                notify=new.notify,
+                manual_retries=0,
+                created_by=new.created_by,
                 created_at=now,
                 updated_at=now,
             )
             .returning(*jobs.c)
         ).one()
+        if new.labels:
+            conn.execute(
+                job_labels.insert(),
+                [
+                    {"job_id": new.id, "owner": new.owner, "key": key, "value": value}
+                    for key, value in new.labels.items()
+                ],
+            )
         return job_from_row(row)
 
     # -- reading -------------------------------------------------------------------------
@@ -184,10 +208,12 @@ class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, At
         batch_id: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        labels: Sequence[tuple[str, str]] = (),
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Newest first. Ids are time-ordered, so the cursor is simply the last id seen."""
+        """Newest first. Ids are time-ordered, so the cursor is simply the last id seen.
+        `labels` are (key, value) pairs a job must all carry."""
         query = jobs.select().order_by(jobs.c.id.desc()).limit(limit + 1)
         if owner is not None:
             query = query.where(jobs.c.owner == owner)
@@ -201,6 +227,15 @@ class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, At
             query = query.where(jobs.c.created_at > created_after)
         if created_before:
             query = query.where(jobs.c.created_at < created_before)
+        for key, value in labels:
+            query = query.where(
+                sa.exists().where(
+                    job_labels.c.job_id == jobs.c.id,
+                    job_labels.c.key == key,
+                    job_labels.c.value == value,
+                    *([job_labels.c.owner == owner] if owner is not None else []),
+                )
+            )
         if cursor:
             query = query.where(jobs.c.id < cursor)
         with self._tx() as conn:
@@ -250,9 +285,32 @@ class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, At
         with self._tx() as conn:
             return [event_from_row(r) for r in conn.execute(query)]
 
+    def history(
+        self, job_id: str, owner: str | None = None, *, after: int = 0, limit: int = 100
+    ) -> list[Event]:
+        """The job's events in order, after the event id `after` (`JobNotFound` for
+        another owner's job)."""
+        self.get(job_id, owner)
+        return self.events_after(after, job_id=job_id, limit=limit)
+
+    def audit_list(
+        self, owner: str | None, *, before: int | None = None, limit: int = 50
+    ) -> list[AuditEntry]:
+        """Tombstones of deleted jobs, newest first (`owner=None`: every owner's)."""
+        query = audit.select().order_by(audit.c.id.desc()).limit(limit)
+        if owner is not None:
+            query = query.where(audit.c.owner == owner)
+        if before is not None:
+            query = query.where(audit.c.id < before)
+        with self._tx() as conn:
+            return [
+                AuditEntry(r.id, r.owner, r.actor, r.action, r.job_id, r.data, r.created_at)
+                for r in conn.execute(query)
+            ]
+
     def last_event_id(self) -> int:
         with self._tx() as conn:
             return int(conn.execute(sa.select(sa.func.max(job_events.c.id))).scalar() or 0)
 
 
-__all__ = ["ClaimRequest", "Page", "Rescued", "SqlJobStore", "Usage"]
+__all__ = ["AuditEntry", "ClaimRequest", "Page", "Rescued", "SqlJobStore", "Usage"]
