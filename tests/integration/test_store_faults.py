@@ -215,10 +215,10 @@ def test_a_worker_whose_completion_fails_transiently_still_completes_the_job(
     real = runtime.store.complete
     lost: list[int] = []
 
-    def complete(claim: Claim, produced: Any, progress: Progress) -> Any:
+    def complete(claim: Claim, produced: Any, progress: Progress, **kw: Any) -> Any:
         lose_acknowledgements(runtime.store, monkeypatch, times=2)
         lost.append(1)
-        return real(claim, produced, progress)
+        return real(claim, produced, progress, **kw)
 
     monkeypatch.setattr(runtime.store, "complete", complete)
     runtime.start_worker(concurrency=1)
