@@ -135,11 +135,19 @@ def sources_json(url: str, **extra: Any) -> str:
 class Ctx:
     """An `ExportContext` for calling an exporter directly."""
 
-    def __init__(self, settings: Settings, *, fmt: str = "csv", encoded: str | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        fmt: str = "csv",
+        encoded: str | None = None,
+        csv_formula_escape: bool = True,
+    ):
         self.job_id, self.attempt, self.owner = "job", 1, "alice"
         self.format = fmt
         self.settings = settings
         self.encoded = encoded
+        self.csv_formula_escape = csv_formula_escape
         self.total: int | None = None
         self.estimated = False
         self.steps: list[str] = []
