@@ -206,6 +206,21 @@ def translate_errors() -> Iterator[None]:
         raise classify_db_error(wrapped) from exc
 
 
+def superuser_role(url: str, connect_timeout: float = 3.0) -> str | None:
+    """The role a PostgreSQL source connects as, when it is a superuser (else None).
+    Raises `RetryableError(code="source_unavailable")` when the source cannot be reached."""
+    engine = source_engine(url, _Deadline(connect_timeout), connect_timeout=int(connect_timeout))
+    try:
+        with translate_errors(), engine.connect() as conn:
+            role, superuser = conn.exec_driver_sql(
+                "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).one()
+            conn.rollback()
+    finally:
+        engine.dispose()
+    return str(role) if superuser else None
+
+
 def planned_rows(plan: Any) -> int:
     """The row count in PostgreSQL's `EXPLAIN (FORMAT JSON)` output (text or parsed)."""
     if isinstance(plan, str | bytes):
