@@ -120,6 +120,7 @@ QUERIES = {
         "params": {"status": "str", "since": "date"},
     },
     "all": {"sql": "SELECT * FROM orders ORDER BY id"},
+    "two_statements": {"sql": "SELECT * FROM orders; DELETE FROM orders"},
 }
 
 

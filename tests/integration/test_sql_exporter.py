@@ -537,8 +537,10 @@ def test_an_estimated_total_becomes_the_rows_written(
             {"source": "shop", "query": "by_status", "params": {"status": "x"}},
             "invalid_params",
         ),
+        ("sql", {"source": "shop", "query": "two_statements"}, "not_a_single_select"),
         ("document", {"template": "nothing"}, "unknown_template"),
         ("document", {"source": "shop", "query": "nothing"}, "unknown_query"),
+        ("document", {"source": "shop", "query": "two_statements"}, "not_a_single_select"),
     ],
 )
 def test_exports_that_would_fail_at_once_are_refused_when_created(
@@ -548,8 +550,9 @@ def test_exports_that_would_fail_at_once_are_refused_when_created(
     params: dict[str, Any],
     code: str,
 ) -> None:
-    """An unknown source, query or template, or query params that do not bind, are a 422
-    with their code at `POST /v1/exports`, and no job is queued."""
+    """An unknown source, query or template, query params that do not bind, or a named
+    query that is not one read statement, are a 422 with their code at
+    `POST /v1/exports`, and no job is queued."""
     server = live_server(workers=False, sources=sources_json(f"sqlite:///{tmp_path / 'none.db'}"))
     client = server.client(server.token("alice"))
     answer = client.post(

@@ -283,3 +283,32 @@ def test_dollar_quoted_strings_still_run_on_postgres(pg_source: str, fmt: str) -
     rows = exported(legit_settings(pg_source), SqlParams(source="shop", sql=DOLLARS), fmt)
     assert paid_ids(rows) == PAID_IDS
     assert {(row["s"], row["t"]) for row in rows} == {(";)", " ) ; ")}
+
+
+@pytest.mark.postgres
+def test_postgres_sessions_lex_strings_as_the_check_does(pg_source: str) -> None:
+    """A source whose sessions start with `standard_conforming_strings = off` still
+    reads with it on (a backslash does not escape a quote), through SQLAlchemy and ADBC:
+    the server lexes strings the way the statement check did."""
+    url = f"{pg_source}?options=-cstandard_conforming_strings%3Doff"
+    with writable(url).connect() as conn:
+        assert conn.exec_driver_sql("SHOW standard_conforming_strings").scalar() == "off"
+    with snapshot(url, 10.0) as (conn, _):
+        assert conn.exec_driver_sql("SHOW standard_conforming_strings").scalar() == "on"
+    with sql_arrow.session(url, 10.0) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT current_setting('standard_conforming_strings') AS s")
+        assert cursor.fetchone() == ("on",)
+
+
+@pytest.mark.mysql
+def test_mysql_sessions_lex_strings_as_the_check_does(mysql_source: str) -> None:
+    """A MySQL/MariaDB session started with `NO_BACKSLASH_ESCAPES` loses it in the
+    export's session (backslashes escape, as the statement check assumes), keeping the
+    rest of its sql_mode."""
+    mode = "NO_BACKSLASH_ESCAPES,ANSI_QUOTES"
+    url = f"{mysql_source}?init_command=SET+SESSION+sql_mode%3D%27{mode}%27"
+    with writable(url).connect() as conn:
+        started = set(conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar().split(","))
+    assert started == set(mode.split(","))
+    with snapshot(url, 10.0) as (conn, _):
+        assert conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar() == "ANSI_QUOTES"
