@@ -92,11 +92,11 @@ def neutralise_quoted_csv(data: bytes) -> bytes:
     """Escape formula cells in CSV bytes where every string value is quoted and no
     other value is quoted *and* starts with a formula character (Arrow's writer;
     PostgreSQL's `COPY … CSV` with `FORCE_QUOTE` on the string columns), rows end with
-    `\n` and `data` starts at a row: `,"=1"` becomes `,"'=1"`.
+    `\\n` and `data` starts at a row: `,"=1"` becomes `,"'=1"`.
 
     Exact, not a guess: a `"` followed by a formula character and preceded by a
     delimiter, a newline or nothing can only open a field (a closing quote is followed
-    by `,` or `\n`; a quote inside a quoted field is doubled). Bytes without any `"`
+    by `,` or `\\n`; a quote inside a quoted field is doubled). Bytes without any `"`
     followed by a formula character are returned as they are after one C-speed scan;
     otherwise each such pair present costs two `bytes.replace` (the inserted `'` cannot
     form a new match)."""
@@ -112,7 +112,7 @@ def neutralise_quoted_csv(data: bytes) -> bytes:
 
 
 def escape_csv_header(line: bytes, encoding: str = "utf-8") -> bytes:
-    """A CSV header row (one line, `\n`-terminated) with its names escaped as
+    """A CSV header row (one line, `\\n`-terminated) with its names escaped as
     `escape_text` does; the bytes as they are when no name needs it."""
     (names,) = list(csv.reader(io.StringIO(line.decode(encoding), newline="")))
     escaped = [escape_text(name) for name in names]
