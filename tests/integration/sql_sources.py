@@ -120,6 +120,7 @@ QUERIES = {
         "params": {"status": "str", "since": "date"},
     },
     "all": {"sql": "SELECT * FROM orders ORDER BY id"},
+    "two_statements": {"sql": "SELECT * FROM orders; DELETE FROM orders"},
 }
 
 
@@ -135,11 +136,19 @@ def sources_json(url: str, **extra: Any) -> str:
 class Ctx:
     """An `ExportContext` for calling an exporter directly."""
 
-    def __init__(self, settings: Settings, *, fmt: str = "csv", encoded: str | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        fmt: str = "csv",
+        encoded: str | None = None,
+        csv_formula_escape: bool = True,
+    ):
         self.job_id, self.attempt, self.owner = "job", 1, "alice"
         self.format = fmt
         self.settings = settings
         self.encoded = encoded
+        self.csv_formula_escape = csv_formula_escape
         self.total: int | None = None
         self.estimated = False
         self.steps: list[str] = []

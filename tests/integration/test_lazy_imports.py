@@ -51,6 +51,7 @@ NOT_FOR_A_CSV_WORKER = {
     "psycopg",
     "pyarrow.dataset",
     "pyarrow.parquet",
+    "sqlglot",
     "starlette",
     "uvicorn",
     "weasyprint",

@@ -24,7 +24,8 @@ def test_a_dead_listen_connection_does_not_stall_pickup(
     def listeners() -> list[int]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE query = 'LISTEN exportd_jobs'"
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE query = 'LISTEN exportd_jobs' AND datname = current_database()"
             ).fetchall()
         return [pid for (pid,) in rows]
 

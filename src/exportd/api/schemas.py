@@ -19,7 +19,8 @@ class ExportRequest(BaseModel):
     compression: str = "none"
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="writer options: formats (a zip bundle), max_rows_per_file, max_bytes_per_file",
+        description="writer options: formats (a zip bundle), max_rows_per_file, max_bytes_per_file,"
+        " csv_formula_escape (default true)",
     )
     priority: int = Field(default=0, ge=-100, le=100, description="higher runs first")
     max_attempts: int | None = Field(default=None, ge=1, le=100)

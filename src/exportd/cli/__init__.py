@@ -81,12 +81,14 @@ def serve(
     import uvicorn
 
     from exportd.api import create_app
+    from exportd.exporters.sources import check_sources_at_start
     from exportd.runtime import Runtime
 
     _logging(verbose)
     settings = _settings(host=host, port=port, concurrency=concurrency, grace_seconds=grace)
     runtime = Runtime.open(settings, apps=apps)
     _banner(runtime, runtime.bootstrap_admin_token(), 0 if no_workers else settings.concurrency)
+    check_sources_at_start(settings)
     app = create_app(runtime, workers=not no_workers)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
 
@@ -142,11 +144,13 @@ def worker(
     EXPORTD_OWNER_RUNNING_CAP, EXPORTD_RETRY_BASE_SECONDS, EXPORTD_RETRY_CAP_SECONDS and
     EXPORTD_POLL_INTERVAL.
     """
+    from exportd.exporters.sources import check_sources_at_start
     from exportd.runtime import Runtime
 
     _logging(verbose)
     settings = _settings(concurrency=concurrency, grace_seconds=grace)
     runtime = Runtime.open(settings, apps=apps, migrate=False)
+    check_sources_at_start(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

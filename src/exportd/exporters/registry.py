@@ -38,6 +38,9 @@ class ExportContext(Protocol):
     format: str
     """The job's format (the first one, for a bundle of several)."""
     settings: Settings
+    csv_formula_escape: bool
+    """The job's `options.csv_formula_escape` (default true): encoded CSV must then have
+    its formula cells escaped already (`formats.text.neutralise_quoted_csv`)."""
 
     def set_total(self, total: int | None, unit: str = "rows", *, estimated: bool = False) -> None:
         """The number of rows (or other units) expected, if known. `estimated` marks a

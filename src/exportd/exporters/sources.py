@@ -16,7 +16,12 @@ both is taken from the environment)::
     params = { since = "date", status = { type = "str", default = "paid" } }
 
 Query parameters are bound (`:name`), never interpolated, and typed: str, int, float,
-decimal, bool, date, datetime.
+decimal, bool, date, datetime. A query's SQL must be exactly one read statement
+(`sql_statement.read_statement`): an export of one that is not is refused when it is
+created (422 `not_a_single_select`), and `exportd serve`/`exportd worker` warn about it
+when they start (`warn_about_sources`), as they do about a PostgreSQL source that
+connects as a superuser or cannot be reached. Give sources a read-only role: see
+docs/how-to/sql-sources.md.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import logging
+import threading
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +39,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from exportd.config import Settings
-from exportd.errors import ConfigurationError, PermanentError
+from exportd.errors import ConfigurationError, JobFailure, PermanentError
 
 if TYPE_CHECKING:
     from exportd.exporters.registry import ExportContext
+
+log = logging.getLogger(__name__)
 
 ParamType = Literal["str", "int", "float", "decimal", "bool", "date", "datetime"]
 PYTHON_TYPES: dict[str, type] = {
@@ -151,3 +160,58 @@ def get_source(settings: Settings, name: str) -> Source:
         return sources[name]
     except KeyError:
         raise PermanentError(f"no SQL source named {name!r}", code="unknown_source") from None
+
+
+def check_sources_at_start(settings: Settings) -> threading.Thread:
+    """`warn_about_sources` in a daemon thread, so that an unreachable source does not
+    delay the start of `exportd serve` or `exportd worker`."""
+    thread = threading.Thread(
+        target=warn_about_sources, args=(settings,), name="exportd-source-check", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def warn_about_sources(settings: Settings) -> None:
+    """Log a WARNING, once at start, for every configured source with a named query that
+    is not one read statement, every PostgreSQL source whose role is a superuser, and
+    every one that cannot be reached (its exports will retry). Never raises."""
+    try:
+        sources = load_sources(settings)
+    except (PermanentError, ConfigurationError) as exc:
+        log.warning("%s", exc)
+        return
+    for name, source in sources.items():
+        _warn_about_queries(name, source)
+        _warn_about_role(name, source)
+
+
+def _warn_about_queries(name: str, source: Source) -> None:
+    from exportd.exporters.sql_statement import dialect_of, read_statement
+
+    for query_name, query in source.queries.items():
+        try:
+            read_statement(query.sql, dialect_of(source.url))
+        except PermanentError as exc:
+            log.warning("SQL source %r, query %r is refused: %s", name, query_name, exc)
+
+
+def _warn_about_role(name: str, source: Source) -> None:
+    from exportd.exporters.sql_session import superuser_role
+    from exportd.exporters.sql_statement import dialect_of
+
+    try:
+        if dialect_of(source.url) != "postgres":
+            return
+        role = superuser_role(source.url)
+    except JobFailure as exc:
+        log.warning("SQL source %r cannot be reached at start: %s", name, exc)
+        return
+    if role is not None:
+        log.warning(
+            "SQL source %r connects to PostgreSQL as %r, a superuser: its exports could "
+            "read server files and run programs on the database host. Give it a "
+            "read-only role (docs/how-to/sql-sources.md, 'Sources: a read-only role').",
+            name,
+            role,
+        )

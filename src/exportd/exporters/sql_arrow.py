@@ -3,9 +3,10 @@
 Used by the `sql` exporter for every PostgreSQL export that is not the plain-CSV COPY
 path, when the driver is installed. The guarantees are those of `sql_session.snapshot`:
 
-- One transaction, `REPEATABLE READ, READ ONLY`, with `SET LOCAL statement_timeout` and
-  `TimeZone = 'UTC'`, set on the ADBC connection before its first query (the DBAPI layer
-  opens the transaction at connect: autocommit is off). The count (or planner estimate)
+- One transaction, `REPEATABLE READ, READ ONLY`, with `SET LOCAL statement_timeout`,
+  `TimeZone = 'UTC'` and `standard_conforming_strings = on`, set on the ADBC
+  connection before its first query (the DBAPI layer opens the transaction at connect:
+  autocommit is off). The count (or planner estimate)
   and the rows are read in it.
 - Parameters are bound server-side (`$1`, `$2`, … from SQLAlchemy's `numeric_dollar`
   compilation of the named query). Their types are PostgreSQL's own: the statement is
@@ -17,6 +18,10 @@ path, when the driver is installed. The guarantees are those of `sql_session.sna
   STDOUT` (the statement timeout covers the whole read, as in the CSV COPY path); with
   parameters (COPY takes none, and ADBC would buffer a parameterised result whole), a
   `NO SCROLL` cursor read with `FETCH FORWARD chunk` (the timeout applies per fetch).
+- The driver sends every statement through the extended protocol and prepares the
+  query alone before its own `COPY (query)` wrapper, so the server refuses a text
+  holding several statements (`not_a_single_select`) or one that would close the
+  parenthesis early (a syntax error), whatever the statement check let through.
 - While waiting on the server, a helper thread calls `ctx.checkpoint()` every 0.25 s and
   cancels the server statement when the job must stop; an abandoned read is cancelled
   too, so no query keeps running on the server.
@@ -47,7 +52,12 @@ from sqlalchemy.engine import make_url
 from exportd.errors import JobFailure, PermanentError, RetryableError
 from exportd.exporters.registry import ExportContext
 from exportd.exporters.sources import Source
-from exportd.exporters.sql_session import READ_ONLY_STATES, TIMEOUT_STATES, planned_rows
+from exportd.exporters.sql_session import (
+    READ_ONLY_STATES,
+    TIMEOUT_STATES,
+    planned_rows,
+    several_statements,
+)
 
 DRIVER = "adbc_driver_postgresql"
 T = TypeVar("T")
@@ -130,6 +140,7 @@ def session(url: str, timeout: float) -> Iterator[Any]:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
             cursor.execute("SET LOCAL TimeZone = 'UTC'")
+            cursor.execute("SET LOCAL standard_conforming_strings = on")
             cursor.execute("SELECT 1")  # takes the snapshot now
             cursor.fetchall()
         yield conn
@@ -183,13 +194,14 @@ def _param(value: Any, kind: pa.DataType) -> pa.Array:
 def estimate_rows(conn: Any, query: str, params: pa.RecordBatch | None) -> int:
     """PostgreSQL's planner estimate of the rows `query` returns (no scan)."""
     with translate(), _cursor(conn) as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {query}", parameters=params)
+        cursor.execute(f"EXPLAIN (FORMAT JSON)\n{query}", parameters=params)
         return planned_rows(cursor.fetchone()[0])
 
 
 def count_rows(conn: Any, query: str, params: pa.RecordBatch | None) -> int:
     with translate(), _cursor(conn) as cursor:
-        cursor.execute(f"SELECT count(*) FROM ({query}) AS exportd_count", parameters=params)
+        wrapped = f"SELECT count(*) FROM (\n{query}\n) AS exportd_count"
+        cursor.execute(wrapped, parameters=params)
         return int(cursor.fetchone()[0])
 
 
@@ -231,7 +243,7 @@ def cursor_batches(
         finished = False
         try:
             with translate():
-                declare = f"DECLARE {CURSOR} NO SCROLL CURSOR FOR {query}"
+                declare = f"DECLARE {CURSOR} NO SCROLL CURSOR FOR\n{query}"
                 watch.wait(lambda: cursor.execute(declare, parameters=params))
             convert: Converter | None = None
             while True:
@@ -415,6 +427,8 @@ def _failure(exc: BaseException, connecting: bool = False) -> JobFailure:
     message = " ".join(str(exc).split())[:500]
     state = getattr(exc, "sqlstate", None) or ""
     lowered = message.lower()
+    if (refused := several_statements(message)) is not None:
+        return refused
     if state in READ_ONLY_STATES or "read-only transaction" in lowered:
         return PermanentError(f"the source is read-only here: {message}", code="read_only")
     if state in TIMEOUT_STATES or "statement timeout" in lowered:

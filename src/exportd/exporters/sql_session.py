@@ -3,12 +3,17 @@
 `snapshot(url, timeout)` yields a SQLAlchemy connection inside one transaction that
 cannot write and sees one snapshot for every statement it runs:
 
-- PostgreSQL: `REPEATABLE READ, READ ONLY`, `statement_timeout`, session time zone UTC.
+- PostgreSQL: `REPEATABLE READ, READ ONLY`, `statement_timeout`, session time zone UTC,
+  `standard_conforming_strings` on (so the server lexes strings as the statement check
+  did). psycopg prepares every statement (`prepare_threshold=0`): nothing goes through
+  the simple query protocol, so a string holding two statements is refused by the server.
 - SQLite: the file opened with `mode=ro` and `PRAGMA query_only`; an explicit `BEGIN`
   so the count and the rows read one snapshot (WAL); the timeout interrupts a statement
-  through a progress handler.
+  through a progress handler. sqlite3 runs one statement per call.
 - MySQL/MariaDB (pymysql): `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` and
-  `max_statement_time` (MariaDB) / `max_execution_time` (MySQL).
+  `max_statement_time` (MariaDB) / `max_execution_time` (MySQL); the connection never
+  has `CLIENT.MULTI_STATEMENTS` (even when the URL asks for it) and the session's
+  `sql_mode` loses `NO_BACKSLASH_ESCAPES` (strings lex as the statement check did).
 
 Driver errors are translated to `PermanentError`/`RetryableError` with stable codes."""
 
@@ -71,23 +76,44 @@ def _sqlite_engine(url: sa.URL, deadline: _Deadline) -> Engine:
     return engine
 
 
+def _mysql_engine(url: sa.URL, **kw: Any) -> Engine:
+    from pymysql.constants import CLIENT  # type: ignore[import-untyped]
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, **kw)
+
+    @event.listens_for(engine, "do_connect")
+    def _single_statements(dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
+        cparams["client_flag"] = int(cparams.get("client_flag", 0)) & ~CLIENT.MULTI_STATEMENTS
+
+    return engine
+
+
+def source_engine(url: str, deadline: _Deadline, **connect_args: Any) -> Engine:
+    """An engine on a source with the driver settings of the module doc (no pool)."""
+    target = engine_url(url)
+    backend = target.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(target, deadline)
+    if backend == "postgresql":
+        args = {"prepare_threshold": 0, **connect_args}
+        return sa.create_engine(target, poolclass=sa.pool.NullPool, connect_args=args)
+    return _mysql_engine(target, connect_args=connect_args)
+
+
 @contextlib.contextmanager
 def snapshot(url: str, timeout: float) -> Iterator[tuple[Connection, _Deadline]]:
     """A read-only connection in one consistent-snapshot transaction, rolled back at
     the end. The deadline is the statement timeout; `reset` it before each fetch."""
-    target = engine_url(url)
-    backend = target.get_backend_name()
     deadline = _Deadline(timeout)
-    if backend == "sqlite":
-        engine = _sqlite_engine(target, deadline)
-    else:
-        engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    engine = source_engine(url, deadline)
+    backend = engine.url.get_backend_name()
     try:
         with translate_errors(), engine.connect() as conn:
             if backend == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
                 conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
+                conn.exec_driver_sql("SET LOCAL standard_conforming_strings = on")
             elif backend in ("mysql", "mariadb"):
                 _mysql_begin(conn, timeout)
             conn.exec_driver_sql("SELECT 1").all()  # takes the snapshot now
@@ -106,6 +132,10 @@ def _mysql_begin(conn: Connection, timeout: float) -> None:
     ):
         with contextlib.suppress(sa.exc.DBAPIError):
             conn.exec_driver_sql(statement)
+    conn.exec_driver_sql(
+        "SET SESSION sql_mode = TRIM(BOTH ',' FROM REPLACE("
+        "CONCAT(',', @@SESSION.sql_mode, ','), ',NO_BACKSLASH_ESCAPES,', ','))"
+    )
     conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     # The session too, not only the transaction: DDL (DROP, CREATE, ALTER, TRUNCATE)
     # commits the open transaction implicitly and would then run in a fresh one that is
@@ -118,6 +148,19 @@ READ_ONLY_STATES = {"25006"}
 TIMEOUT_STATES = {"57014"}
 MYSQL_READ_ONLY = {1792, 1290}
 MYSQL_TIMEOUT = {1969, 3024}
+SEVERAL_STATEMENTS = (
+    "cannot insert multiple commands into a prepared statement",  # PostgreSQL
+    "you can only execute one statement at a time",  # sqlite3
+)
+
+
+def several_statements(message: str) -> PermanentError | None:
+    """The job's error when a driver refused a string holding several statements."""
+    if not any(words in message.lower() for words in SEVERAL_STATEMENTS):
+        return None
+    return PermanentError(
+        f"the SQL must be exactly one read statement: {message}", code="not_a_single_select"
+    )
 
 
 def classify_db_error(exc: sa.exc.DBAPIError) -> JobFailure:
@@ -127,6 +170,8 @@ def classify_db_error(exc: sa.exc.DBAPIError) -> JobFailure:
     state = getattr(orig, "sqlstate", None)
     errno = orig.args[0] if orig is not None and orig.args else None
     text = message.lower()
+    if (refused := several_statements(message)) is not None:
+        return refused
     if state in READ_ONLY_STATES or errno in MYSQL_READ_ONLY or "readonly" in text:
         return PermanentError(f"the source is read-only here: {message}", code="read_only")
     if state in TIMEOUT_STATES or errno in MYSQL_TIMEOUT or "interrupted" in text:
@@ -159,6 +204,21 @@ def translate_errors() -> Iterator[None]:
         wrapped = sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error)
         assert isinstance(wrapped, sa.exc.DBAPIError)
         raise classify_db_error(wrapped) from exc
+
+
+def superuser_role(url: str, connect_timeout: float = 3.0) -> str | None:
+    """The role a PostgreSQL source connects as, when it is a superuser (else None).
+    Raises `RetryableError(code="source_unavailable")` when the source cannot be reached."""
+    engine = source_engine(url, _Deadline(connect_timeout), connect_timeout=int(connect_timeout))
+    try:
+        with translate_errors(), engine.connect() as conn:
+            role, superuser = conn.exec_driver_sql(
+                "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).one()
+            conn.rollback()
+    finally:
+        engine.dispose()
+    return str(role) if superuser else None
 
 
 def planned_rows(plan: Any) -> int:

@@ -1,9 +1,13 @@
 """Markup tables: an HTML page holding one table, and a Markdown (GFM) table.
 
 Every value is escaped: HTML text through `html.escape`; Markdown cells additionally
-escape `\\` and `|`, write newlines as `<br>` and escape `<`, `>` and `&` as entities, so
-data can neither break the table nor inject markup. Null is an empty cell (in HTML it
-carries `class="null"`)."""
+escape `\\` and `|`, write newlines as `<br>`, escape `<`, `>` and `&` as entities (no
+raw HTML, no `<http://…>` autolink) and backslash-escape the link and image syntax
+`[`, `]`, `(`, `)` and `!` and the `:` of `://` (no GFM URL autolink either), so data
+can neither break the table nor inject markup: `[x](javascript:alert(1))` and
+`![](http://evil/x.png)` render as the text they are. (GFM still links a bare
+`www.example.com` or e-mail address; such a link shows its own address as its text.)
+Null is an empty cell (in HTML it carries `class="null"`)."""
 
 from __future__ import annotations
 
@@ -89,11 +93,14 @@ class HtmlWriter(_TableWriter):
 
 _MARKDOWN_ESCAPES = str.maketrans(
     {"\\": "\\\\", "|": "\\|", "&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": ""}
+    | {char: f"\\{char}" for char in "[]()!"}
 )
 
 
 def markdown_cell(text: str) -> str:
-    return text.translate(_MARKDOWN_ESCAPES).replace("\n", "<br>")
+    """`text` as the content of a GFM table cell that renders as exactly that text."""
+    escaped = text.translate(_MARKDOWN_ESCAPES).replace("://", "\\://")
+    return escaped.replace("\n", "<br>")
 
 
 class MarkdownWriter(_TableWriter):

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from exportd.errors import PermanentError
 from exportd.formats.base import FormatSpec
 from exportd.formats.sink import COMPRESSIONS, check_compression
+from exportd.formats.text import VERBATIM
 from exportd.formats.writers import format_spec
 
 MIN_PART_BYTES = 1024
@@ -36,6 +38,12 @@ class WriterOptions(BaseModel):
     formats: Annotated[list[str], Field(min_length=1, max_length=16)] | None = None
     max_rows_per_file: Annotated[int, Field(ge=1)] | None = None
     max_bytes_per_file: Annotated[int, Field(ge=MIN_PART_BYTES)] | None = None
+    csv_formula_escape: bool = Field(
+        default=True,
+        description="CSV/TSV: prefix with `'` the string cells and header names that a "
+        "spreadsheet would run as a formula (first character = + - @ tab or carriage "
+        "return); numbers are never changed. false writes every value verbatim.",
+    )
 
 
 def parse_options(options: dict[str, Any]) -> WriterOptions:
@@ -58,6 +66,9 @@ class OutputPlan:
     max_parts: int = 1000
     bundle: bool = False
     document: bool = False
+    csv_formula_escape: bool = True
+    """CSV/TSV formula cells get a leading `'` (the formats' writers are chosen to match;
+    an exporter writing encoded CSV reads it from `ExportContext.csv_formula_escape`)."""
 
     @property
     def sharded(self) -> bool:
@@ -125,7 +136,9 @@ def plan_output(
     opts = parse_options(options)
     check_compression(compression)
     names = opts.formats or [format]
-    specs = tuple(format_spec(name) for name in dict.fromkeys(names))
+    specs = tuple(
+        _with_escaping(format_spec(name), opts.csv_formula_escape) for name in dict.fromkeys(names)
+    )
     for spec in specs:
         if spec.name not in allowed:
             raise PermanentError(
@@ -150,4 +163,12 @@ def plan_output(
         max_parts=max_parts,
         bundle=opts.formats is not None or multi_file,
         document=document,
+        csv_formula_escape=opts.csv_formula_escape,
     )
+
+
+def _with_escaping(spec: FormatSpec, escape: bool) -> FormatSpec:
+    """The format with the writer that leaves formula cells as they are, when asked."""
+    if escape or spec.writer not in VERBATIM:
+        return spec
+    return dataclasses.replace(spec, writer=VERBATIM[spec.writer])

@@ -45,6 +45,7 @@ class RunContext:
         self.owner = attempt.owner
         self.format = output.plan.formats[0].name
         self.settings = settings
+        self.csv_formula_escape = output.plan.csv_formula_escape
 
     def set_total(self, total: int | None, unit: str = "rows", *, estimated: bool = False) -> None:
         self._attempt.set_total(total, unit, estimated=estimated)
