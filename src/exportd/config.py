@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_size: int = Field(default=100, ge=1)
     link_ttl_seconds: int = Field(default=900, ge=1, description="signed download links")
+    max_manual_retries: int = Field(
+        default=5, ge=0, description="how often one job may be retried by hand"
+    )
     artifact_ttl: Duration = Field(
         default=7 * 86400, gt=0, description="how long files are kept by default (7d)"
     )

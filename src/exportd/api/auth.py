@@ -16,6 +16,8 @@ from exportd.runtime import Runtime
 class Principal:
     owner: str
     admin: bool
+    actor: str | None = None
+    """Who is acting, for history and audit: the token's `owner/name` (or id)."""
 
     @property
     def scope(self) -> str | None:
@@ -37,7 +39,7 @@ async def get_principal(request: Request) -> Principal:
     token = await run_in_threadpool(get_runtime(request).store.authenticate, secret.strip())
     if token is None:
         raise Problem(401, "unauthorized", "the token is not valid", headers=unauthorized)
-    return Principal(token.owner, token.admin)
+    return Principal(token.owner, token.admin, f"{token.owner}/{token.name or token.id}")
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

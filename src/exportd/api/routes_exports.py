@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime, Principal
 from exportd.api.problems import Problem
 from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
-from exportd.errors import ActiveLimitReached
+from exportd.errors import ActiveLimitReached, RetryLimitReached
 from exportd.formats import COMPRESSIONS, FORMATS
 from exportd.jobs import Artifact, Job, NewJob, Status, utcnow
 from exportd.runtime import Runtime
@@ -68,6 +68,9 @@ def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> Ne
         max_runtime_seconds=body.max_runtime_seconds or settings.max_runtime_seconds,
         filename=body.filename,
         ttl_seconds=body.ttl_seconds,
+        labels=body.labels,
+        notify=body.notify.model_dump() if body.notify else None,
+        created_by=principal.actor,
     )
 
 
@@ -151,6 +154,10 @@ def list_exports(
     batch_id: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    label: Annotated[
+        list[str] | None,
+        Query(description="`key:value`; repeat to require several labels"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> JobPage:
@@ -162,10 +169,18 @@ def list_exports(
         batch_id=batch_id,
         created_after=_aware(created_after),
         created_before=_aware(created_before),
+        labels=[_label(text) for text in label or []],
         limit=limit,
         cursor=cursor,
     )
     return JobPage(items=[job_out(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition(":")
+    if not sep or not key:
+        raise Problem(422, "validation_error", f"label filter {text!r}: use key:value")
+    return key, value
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -182,7 +197,7 @@ def get_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime
 @router.post("/exports/{job_id}/cancel", response_model=JobOut)
 def cancel_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
     """Queued jobs are cancelled at once; running ones stop within about a second."""
-    return job_out(runtime.store.request_cancel(job_id, principal.scope))
+    return job_out(runtime.store.request_cancel(job_id, principal.scope, actor=principal.actor))
 
 
 @router.post("/exports/{job_id}/retry", response_model=JobOut)
@@ -190,17 +205,23 @@ def retry_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRunti
     """Queue a failed or cancelled job again, as a new series of attempts."""
     try:
         job = runtime.store.retry(
-            job_id, principal.scope, active_limit=runtime.settings.max_active_per_owner
+            job_id,
+            principal.scope,
+            active_limit=runtime.settings.max_active_per_owner,
+            max_retries=runtime.settings.max_manual_retries,
+            actor=principal.actor,
         )
     except ActiveLimitReached as exc:
         raise too_many_active(exc) from None
+    except RetryLimitReached as exc:
+        raise Problem(409, "retry_limit_reached", str(exc)) from None
     return job_out(job)
 
 
 @router.delete("/exports/{job_id}", status_code=204)
 def delete_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> Response:
     """Cancel the job if needed, then remove it and its files."""
-    job = runtime.store.request_cancel(job_id, principal.scope)
+    job = runtime.store.request_cancel(job_id, principal.scope, actor=principal.actor)
     deadline = time.monotonic() + DELETE_WAIT_SECONDS
     while job.status == Status.RUNNING and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -209,7 +230,7 @@ def delete_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRunt
         raise Problem(
             409, "still_running", "the job is still stopping", headers={"Retry-After": "2"}
         )
-    deleted = runtime.store.delete(job_id, principal.scope)
+    deleted = runtime.store.delete(job_id, principal.scope, actor=principal.actor)
     for artifact in deleted.artifacts:
         runtime.storage.delete(artifact.storage_key)
     return Response(status_code=204)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,30 @@ class ExportRequest(BaseModel):
     max_runtime_seconds: float | None = Field(default=None, gt=0)
     filename: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^/\\]+$")
     ttl_seconds: int | None = Field(default=None, ge=60)
+    labels: Labels = Field(default_factory=dict)
+    notify: NotifyRequest | None = None
+
+
+LABEL_KEY = r"^[A-Za-z0-9_.\-]{1,64}$"
+EMAIL = r"^[^@\s<>\x00-\x1f]{1,64}@[^@\s<>\x00-\x1f]{1,255}$"
+Labels = Annotated[
+    dict[
+        Annotated[str, Field(pattern=LABEL_KEY)],
+        Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x1f]*$")],
+    ],
+    Field(max_length=16, description="up to 16 labels: key (letters, digits, _ . -) → value"),
+]
+
+
+class NotifyRequest(BaseModel):
+    """Where to deliver this one export's outcome, besides the owner's webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://[^\s]+$")] | None = None
+    email: Annotated[
+        list[Annotated[str, Field(max_length=320, pattern=EMAIL)]], Field(max_length=10)
+    ] = Field(default_factory=list)
 
 
 class BatchRequest(BaseModel):
@@ -84,6 +108,10 @@ class JobOut(BaseModel):
     updated_at: datetime
     next_attempt_at: datetime | None
     expires_at: datetime | None
+    labels: dict[str, str]
+    notify: dict[str, Any] | None
+    manual_retries: int
+    created_by: str | None
     links: dict[str, str]
 
 
@@ -188,6 +216,10 @@ def job_out(job: Job) -> JobOut:
         updated_at=job.updated_at,
         next_attempt_at=job.run_after if job.status == Status.QUEUED else None,
         expires_at=expires,
+        labels=job.labels,
+        notify=job.notify,
+        manual_retries=job.manual_retries,
+        created_by=job.created_by,
         links=links,
     )
 
