@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -23,7 +26,26 @@ def _config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(_config(engine), revision)
+    """Upgrade the schema, one process at a time: on SQLite under an OS lock on a file
+    beside the database (Alembic commits SQLite migrations one by one, so a database
+    lock alone would let two processes interleave their steps); on PostgreSQL the
+    upgrade's transaction takes an advisory lock first (see migrations/env.py)."""
+    with _file_lock(engine):
+        command.upgrade(_config(engine), revision)
+
+
+@contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def head() -> str:
