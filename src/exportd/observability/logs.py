@@ -9,13 +9,15 @@ level, the logger's name, a UTC timestamp and any `extra=` fields, then renders 
 
 - `json`: one JSON object a line, for log pipelines;
 - `console`: aligned and coloured, for people at a terminal;
-- `plain`: `key=value` (logfmt) lines;
+- `plain`: `timestamp LEVEL logger: message key=value ...` lines;
 - `auto` (the default): `console` on a terminal, `plain` otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
 import structlog
-from structlog.types import Processor
+from structlog.types import EventDict, Processor
 
 if TYPE_CHECKING:
     from exportd.jobs import Job
@@ -33,7 +35,7 @@ QUIET = ("weasyprint", "fontTools", "alembic", "httpx", "httpcore", "PIL", "pydy
 """Libraries whose INFO lines (WeasyPrint's steps, fontTools' subsetting) say nothing an
 operator needs: they log warnings and errors only."""
 
-KEY_ORDER = ["timestamp", "level", "logger", "event"]
+BARE = re.compile(r"^[^\s\"=]+$")
 
 
 class _Handler(logging.StreamHandler[TextIO]):
@@ -45,6 +47,27 @@ def resolve_format(fmt: str, stream: TextIO) -> str:
         return fmt
     isatty = getattr(stream, "isatty", None)
     return "console" if isatty is not None and isatty() else "plain"
+
+
+def plain_line(_logger: object, _name: str, event_dict: EventDict) -> str:
+    """`timestamp LEVEL logger: event key=value ...` (values with spaces, quotes or `=`
+    in JSON quotes), then the traceback, if any, on the lines below."""
+    fields = dict(event_dict)
+    head = "{} {} {}: {}".format(
+        fields.pop("timestamp", "-"),
+        str(fields.pop("level", "-")).upper(),
+        fields.pop("logger", "-"),
+        fields.pop("event", ""),
+    )
+    exception = fields.pop("exception", None)
+    pairs = [f"{key}={_bare(value)}" for key, value in fields.items()]
+    line = " ".join([head, *pairs])
+    return f"{line}\n{exception}" if exception else line
+
+
+def _bare(value: object) -> str:
+    text = str(value)
+    return text if BARE.match(text) else json.dumps(text, ensure_ascii=False)
 
 
 def _shared() -> list[Processor]:
@@ -63,10 +86,7 @@ def _renderers(fmt: str) -> list[Processor]:
     if fmt == "console":
         return [structlog.dev.ConsoleRenderer(colors=True)]
     if fmt == "plain":
-        return [
-            structlog.processors.format_exc_info,
-            structlog.processors.LogfmtRenderer(key_order=KEY_ORDER, drop_missing=True),
-        ]
+        return [structlog.processors.format_exc_info, plain_line]
     raise ValueError(f"unknown log format {fmt!r} (use json, console, plain or auto)")
 
 
