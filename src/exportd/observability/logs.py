@@ -70,12 +70,22 @@ def _bare(value: object) -> str:
     return text if BARE.match(text) else json.dumps(text, ensure_ascii=False)
 
 
+def _without_formatter_fields(_logger: object, _name: str, event_dict: EventDict) -> EventDict:
+    """Drop what other handlers' formatters leave on a record (`message`, `asctime`):
+    they are not `extra=` fields."""
+    if event_dict.get("_from_structlog") is False:
+        for key in ("message", "asctime"):
+            event_dict.pop(key, None)
+    return event_dict
+
+
 def _shared() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _without_formatter_fields,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
     ]
 
