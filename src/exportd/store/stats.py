@@ -2,7 +2,7 @@
 is bounded by the queue or by a time window, never by the size of the jobs table.
 
 - Queue depth counts only queued and running jobs, through their partial indexes
-  (`ix_exportd_jobs_queue`, `ix_exportd_jobs_running`).
+  (`ix_exportd_jobs_queue`, `ix_exportd_jobs_running`), for one owner too.
 - Finished jobs are read through the partial `ix_exportd_jobs_finished` index on
   `finished_at`, within a window, and at most `SAMPLE` of them (the most recent) feed the
   duration percentiles: PostgreSQL computes them with `percentile_cont`, SQLite in
@@ -95,6 +95,16 @@ def finished_counts_query(since: datetime, owner: str | None) -> sa.Select[Any]:
     )
 
 
+def queued_count_query(owner: str | None) -> sa.Select[Any]:
+    """Queued jobs (of `owner`), counted over the queue's partial index: the queue is
+    materialised first, so the planner cannot take the owner's index and walk its whole
+    history instead."""
+    queued = sa.select(jobs.c.owner).where(jobs.c.status == _QUEUED).cte("queued")
+    queued = queued.prefix_with("MATERIALIZED")
+    query = sa.select(sa.func.count()).select_from(queued)
+    return query if owner is None else query.where(queued.c.owner == owner)
+
+
 def recent_completed_query(since: datetime, owner: str | None, *columns: Any) -> sa.Select[Any]:
     """The most recent `SAMPLE` completed jobs that finished since `since`."""
     return (
@@ -185,13 +195,13 @@ class StatsStore(StoreBase):
         )
 
     def _active_counts(self, conn: Connection, owner: str | None) -> dict[str, int]:
-        counts = {}
-        for status, literal in ((Status.QUEUED, _QUEUED), (Status.RUNNING, _RUNNING)):
-            query = sa.select(sa.func.count()).where(jobs.c.status == literal)
-            if owner is not None:
-                query = query.where(jobs.c.owner == owner)
-            counts[str(status)] = int(conn.execute(query).scalar_one())
-        return counts
+        running = sa.select(sa.func.count()).where(jobs.c.status == _RUNNING)
+        if owner is not None:
+            running = running.where(jobs.c.owner == owner)
+        return {
+            str(Status.QUEUED): int(conn.execute(queued_count_query(owner)).scalar_one()),
+            str(Status.RUNNING): int(conn.execute(running).scalar_one()),
+        }
 
     def _kinds(
         self, conn: Connection, since: datetime, owner: str | None
