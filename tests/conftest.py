@@ -170,9 +170,14 @@ def spawn_worker() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start `exportd worker` subprocesses with the test exporters; killed at the end."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(
+        settings: Settings, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Warnings and errors only on stderr, unless `env` says otherwise (a pipe read
+        only at the end must not fill up with a line per job)."""
         command = [sys.executable, "-m", "exportd", "worker", "--app", "support.exporters", *args]
-        proc = subprocess.Popen(command, env=settings_env(settings), stderr=subprocess.PIPE)
+        environment = {"EXPORTD_LOG_LEVEL": "WARNING", **settings_env(settings), **(env or {})}
+        proc = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE)
         procs.append(proc)
         return proc
 

@@ -399,9 +399,11 @@ def test_exporters_and_health(live_server: Start) -> None:
     assert "csv" in exporters["synthetic"]["formats"]
     anonymous = server.client(None)
     assert anonymous.get("/healthz").json() == {"status": "ok"}
-    assert anonymous.get("/readyz").json() == {"status": "ready"}
+    assert anonymous.get("/readyz").json()["status"] == "ready"
     create(client)
-    assert 'exportd_jobs{status="queued"} 1' in anonymous.get("/metrics").text
+    assert anonymous.get("/metrics").status_code == 401
+    admin = server.client(server.admin_token)
+    assert 'exportd_queue_depth{status="queued"} 1.0' in admin.get("/metrics").text
     assert "/v1/exports" in anonymous.get("/openapi.json").json()["paths"]
 
 

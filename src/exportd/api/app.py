@@ -15,11 +15,14 @@ from exportd.api import (
     routes_events,
     routes_exports,
     routes_files,
+    routes_history,
     routes_meta,
     routes_usage,
 )
 from exportd.api.limits import BodySizeLimit
 from exportd.events import EventHub
+from exportd.observability import ObservabilitySettings
+from exportd.observability.requests import RequestContext
 from exportd.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,8 +43,14 @@ async def sweep_periodically(runtime: Runtime) -> None:
             log.warning("sweep failed", exc_info=True)
 
 
-def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
-    """The API; with `workers`, this process also runs `settings.concurrency` job slots."""
+def create_app(
+    runtime: Runtime,
+    *,
+    workers: bool = True,
+    observability: ObservabilitySettings | None = None,
+) -> FastAPI:
+    """The API; with `workers`, this process also runs `settings.concurrency` job slots.
+    `observability` (default: from the environment) says whether `/metrics` is public."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +74,7 @@ def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.observability = observability or ObservabilitySettings()
     problems.install(app)
     for module in (
         routes_meta,
@@ -73,7 +83,9 @@ def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
         routes_batches,
         routes_files,
         routes_usage,
+        routes_history,
     ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(RequestContext)  # outermost: every response carries the request id
     return app

@@ -8,12 +8,15 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from exportd.config import Settings
 from exportd.errors import ExportdError
+
+if TYPE_CHECKING:
+    from exportd.observability import ObservabilitySettings
 
 __all__ = ["main"]
 
@@ -30,13 +33,19 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _logging(verbose: bool) -> ObservabilitySettings:
+    """Route every log line through structlog (`EXPORTD_LOG_FORMAT`, `EXPORTD_LOG_LEVEL`;
+    `-v` is DEBUG); returns the observability settings."""
+    import pydantic
+
+    from exportd.observability import ObservabilitySettings, configure_logging
+
+    try:
+        observability = ObservabilitySettings()
+    except pydantic.ValidationError as exc:
+        raise click.ClickException(f"invalid setting: {exc}") from None
+    configure_logging(observability.log_format, "DEBUG" if verbose else observability.log_level)
+    return observability
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,15 +91,43 @@ def serve(
 
     from exportd.api import create_app
     from exportd.exporters.sources import check_sources_at_start
+    from exportd.observability.logs import resolve_format
     from exportd.runtime import Runtime
 
-    _logging(verbose)
+    observability = _logging(verbose)
     settings = _settings(host=host, port=port, concurrency=concurrency, grace_seconds=grace)
     runtime = Runtime.open(settings, apps=apps)
-    _banner(runtime, runtime.bootstrap_admin_token(), 0 if no_workers else settings.concurrency)
+    token = runtime.bootstrap_admin_token()
+    slots = 0 if no_workers else settings.concurrency
+    if resolve_format(observability.log_format, sys.stderr) == "json":
+        _banner_line(runtime, token, slots)
+    else:
+        _banner(runtime, token, slots)
     check_sources_at_start(settings)
-    app = create_app(runtime, workers=not no_workers)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    app = create_app(runtime, workers=not no_workers, observability=observability)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        log_config=None,  # uvicorn's lines go through exportd's logging too
+        access_log=False,  # exportd logs each request itself, with its request id
+    )
+
+
+def _banner_line(runtime: Any, token: str | None, slots: int) -> None:
+    """The banner as one log line, for JSON logs (the admin token, if one was created,
+    is in `admin_token`: shown only this once)."""
+    settings = runtime.settings
+    fields = {
+        "url": f"http://{settings.host}:{settings.port}",
+        "job_store": runtime.store.engine.url.render_as_string(hide_password=True),
+        "artifacts": settings.resolved_storage_url(),
+        "worker_slots": slots,
+    }
+    if token:
+        fields["admin_token"] = token
+    logging.getLogger("exportd").info("exportd is serving", extra=fields)
 
 
 def _banner(runtime: Any, token: str | None, slots: int) -> None:
@@ -133,10 +170,26 @@ def _banner(runtime: Any, token: str | None, slots: int) -> None:
     help="Seconds running jobs get to finish on SIGTERM/SIGINT before their leases are "
     "released [env EXPORTD_GRACE_SECONDS, 10].",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics on this port [env EXPORTD_METRICS_PORT].",
+)
+@click.option(
+    "--metrics-host",
+    default=None,
+    help="Address of the metrics port [env EXPORTD_METRICS_HOST, 127.0.0.1].",
+)
 @app_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def worker(
-    concurrency: int | None, grace: float | None, apps: tuple[str, ...], verbose: bool
+    concurrency: int | None,
+    grace: float | None,
+    metrics_port: int | None,
+    metrics_host: str | None,
+    apps: tuple[str, ...],
+    verbose: bool,
 ) -> None:
     """Claim and run export jobs until SIGTERM or SIGINT.
 
@@ -147,10 +200,13 @@ def worker(
     from exportd.exporters.sources import check_sources_at_start
     from exportd.runtime import Runtime
 
-    _logging(verbose)
+    observability = _logging(verbose)
     settings = _settings(concurrency=concurrency, grace_seconds=grace)
     runtime = Runtime.open(settings, apps=apps, migrate=False)
     check_sources_at_start(settings)
+    port = metrics_port if metrics_port is not None else observability.metrics_port
+    if port is not None:
+        _serve_metrics(metrics_host or observability.metrics_host, port)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -163,6 +219,18 @@ def worker(
     while not stop.wait(0.5):
         pass
     runtime.close()
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """This worker's metrics at `http://host:port/metrics`, from a daemon thread."""
+    from exportd.observability.metrics import serve
+
+    try:
+        server, _ = serve(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    where = f"http://{host}:{server.server_port}/metrics"
+    logging.getLogger("exportd").info("serving metrics on %s", where, extra={"metrics": where})
 
 
 @cli.command()

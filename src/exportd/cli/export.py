@@ -26,6 +26,8 @@ from exportd.cli.jobs import (
     EXIT_INTERRUPTED,
     connection_options,
     fail,
+    label_option,
+    parse_labels,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ class Order:
     name: str | None
     timeout: float | None
     stall_timeout: float | None
+    labels: dict[str, str]
 
 
 LOCAL_POLL_SECONDS = 0.1
@@ -199,6 +202,7 @@ class ProgressDisplay:
 @click.option(
     "--stall-timeout", type=float, default=None, help="Give up after N s without progress."
 )
+@label_option
 @connection_options
 @app_option
 def export(
@@ -211,6 +215,7 @@ def export(
     name: str | None,
     timeout: float | None,
     stall_timeout: float | None,
+    label_pairs: tuple[str, ...],
     url: str | None,
     token: str | None,
     apps: tuple[str, ...],
@@ -230,6 +235,7 @@ def export(
         name,
         timeout,
         stall_timeout,
+        parse_labels(label_pairs),
     )
     display = ProgressDisplay(sys.stderr)
     path = _remote(url, token, order, display) if url else _local(apps, order, display)
@@ -243,7 +249,11 @@ def _remote(url: str, token: str | None, order: Order, display: ProgressDisplay)
     with Client(url, token) as client:
         try:
             job = client.create(
-                order.exporter, order.params, format=order.format, compression=order.compression
+                order.exporter,
+                order.params,
+                format=order.format,
+                compression=order.compression,
+                labels=order.labels,
             )
             display.say(f"export {job.id} queued on {client.url}")
             watching = client.watch(
@@ -351,9 +361,24 @@ def _enqueue(runtime: Any, order: Order) -> str:
         max_runtime_seconds=runtime.settings.max_runtime_seconds,
         format=order.format,
         compression=order.compression,
+        labels=_valid_labels(order.labels),
     )
     job_id: str = runtime.store.enqueue(new).id
     return job_id
+
+
+def _valid_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The labels, checked as the API checks them."""
+    import pydantic
+
+    from exportd.api.schemas import Labels
+
+    try:
+        valid: dict[str, str] = pydantic.TypeAdapter(Labels).validate_python(labels)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.BadParameter(problems, param_hint="--label") from None
+    return valid
 
 
 def _follow(

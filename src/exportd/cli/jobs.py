@@ -41,6 +41,26 @@ def connection_options(command: F) -> F:
     )(command)
 
 
+def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`--label key=value` options as a mapping (a later key wins)."""
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
+        labels[key.strip()] = value
+    return labels
+
+
+label_option = click.option(
+    "--label",
+    "label_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A label (repeatable).",
+)
+
+
 def fail(exc: ClientError) -> NoReturn:
     """Print a client error and exit: 2 for a request the server calls invalid, else 1."""
     from exportd.client import ApiError, InvalidRequest
@@ -101,6 +121,7 @@ def jobs() -> None:
 )
 @click.option("--exporter", default=None)
 @click.option("--batch", "batch_id", default=None)
+@label_option
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
 @click.option("--all", "everything", is_flag=True, help="Every matching job, all pages.")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of jobs.")
@@ -110,13 +131,17 @@ def list_jobs(
     statuses: tuple[str, ...],
     exporter: str | None,
     batch_id: str | None,
+    label_pairs: tuple[str, ...],
     limit: int,
     everything: bool,
     as_json: bool,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first (with --label, those carrying every label given)."""
+    labels = parse_labels(label_pairs)
     with connect(url, token) as client:
-        filters: dict[str, Any] = dict(status=statuses, exporter=exporter, batch_id=batch_id)
+        filters: dict[str, Any] = dict(
+            status=statuses, exporter=exporter, batch_id=batch_id, label=labels
+        )
         if everything:
             found = list(client.iter_jobs(**filters, page_size=200))
         else:
@@ -150,6 +175,7 @@ def show(url: str | None, token: str | None, job_id: str, as_json: bool) -> None
             "progress",
             progress_text(job) + (f"  {job.progress.message}" if job.progress.message else ""),
         ),
+        ("labels", " ".join(f"{k}={v}" for k, v in job.labels.items())),
         ("created", str(job.created_at or "")),
         ("finished", str(job.finished_at or "")),
     ]
@@ -161,6 +187,22 @@ def show(url: str | None, token: str | None, job_id: str, as_json: bool) -> None
         )
     for key, value in lines:
         click.echo(f"{key:<9} {value}")
+
+
+@jobs.command("history")
+@connection_options
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+def history(url: str | None, token: str | None, job_id: str, as_json: bool) -> None:
+    """A job's events, oldest first: what happened, when, and who caused it."""
+    with connect(url, token) as client:
+        for entry in client.iter_history(job_id):
+            if as_json:
+                echo_json({**entry.__dict__, "at": entry.at.isoformat() if entry.at else None})
+                continue
+            at = entry.at.strftime("%Y-%m-%d %H:%M:%S") if entry.at else ""
+            status = entry.status or ""
+            click.echo(f"{entry.id:>8}  {at}  {entry.type:<15} {status:<10} {entry.actor}")
 
 
 @jobs.command("watch")

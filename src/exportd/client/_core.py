@@ -32,6 +32,7 @@ from exportd.client._models import (
     Batch,
     ExporterInfo,
     ExportRequest,
+    HistoryPage,
     Job,
     JobPage,
 )
@@ -187,6 +188,7 @@ def create_call(
     filename: str | None,
     ttl_seconds: int | None,
     idempotency_key: str | None,
+    labels: Mapping[str, str] | None = None,
 ) -> Call[Job]:
     """POST /v1/exports with an `Idempotency-Key` (a new one unless given), which makes
     sending it again after a broken connection safe."""
@@ -200,6 +202,7 @@ def create_call(
         max_attempts=max_attempts,
         filename=filename,
         ttl_seconds=ttl_seconds,
+        labels=dict(labels or {}),
     ).to_json()
     key = idempotency_key or str(uuid.uuid4())
     return Call("POST", "/v1/exports", _job, json=body, headers={"Idempotency-Key": key})
@@ -218,10 +221,13 @@ def list_call(
     created_before: datetime | None,
     limit: int,
     cursor: str | None,
+    label: Mapping[str, str] | None = None,
 ) -> Call[JobPage]:
+    """GET /v1/exports; `label` keys and values must all match (`?label=key:value`)."""
     params: Params = []
     statuses = [status] if isinstance(status, str) else list(status or ())
     params += [("status", s) for s in statuses]
+    params += [("label", f"{key}:{value}") for key, value in (label or {}).items()]
     for key, value in (("exporter", exporter), ("batch_id", batch_id), ("cursor", cursor)):
         if value is not None:
             params.append((key, value))
@@ -230,6 +236,16 @@ def list_call(
             params.append((key, moment.isoformat()))
     params.append(("limit", str(limit)))
     return Call("GET", "/v1/exports", lambda r: JobPage.from_dict(_json(r)), params=params or None)
+
+
+def history_call(job_id: str, *, after: int, limit: int) -> Call[HistoryPage]:
+    params: Params = [("after", str(after)), ("limit", str(limit))]
+    return Call(
+        "GET",
+        f"/v1/exports/{_segment(job_id)}/history",
+        lambda r: HistoryPage.from_dict(_json(r)),
+        params=params,
+    )
 
 
 def events_path(job_id: str) -> str:

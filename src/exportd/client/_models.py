@@ -21,6 +21,8 @@ __all__ = [
     "Event",
     "ExportRequest",
     "ExporterInfo",
+    "HistoryEntry",
+    "HistoryPage",
     "Job",
     "JobPage",
     "Progress",
@@ -123,6 +125,7 @@ class Job:
     updated_at: datetime | None = None
     next_attempt_at: datetime | None = None
     expires_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -156,6 +159,7 @@ class Job:
             updated_at=_time(data.get("updated_at")),
             next_attempt_at=_time(data.get("next_attempt_at")),
             expires_at=_time(data.get("expires_at")),
+            labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
             links=dict(data.get("links") or {}),
             raw=dict(data),
         )
@@ -228,6 +232,7 @@ class ExportRequest:
     max_attempts: int | None = None
     filename: str | None = None
     ttl_seconds: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -244,6 +249,8 @@ class ExportRequest:
             "ttl_seconds": self.ttl_seconds,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        if self.labels:
+            body["labels"] = dict(self.labels)
         return body
 
 
@@ -255,6 +262,45 @@ class Event:
     id: int
     type: str
     data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One event of a job's history: what happened, when, and who caused it (a token's
+    `owner/name`, or `worker` for the worker's own steps)."""
+
+    id: int
+    type: str
+    at: datetime | None
+    status: str | None
+    actor: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
+        return cls(
+            id=int(data["id"]),
+            type=str(data["type"]),
+            at=_time(data.get("at")),
+            status=data.get("status"),
+            actor=str(data.get("actor") or "worker"),
+            data=dict(data.get("data") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of `Client.history`; pass `next_cursor` as `after` for the next (None:
+    last)."""
+
+    items: tuple[HistoryEntry, ...]
+    next_cursor: int | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryPage:
+        cursor = data.get("next_cursor")
+        items = tuple(HistoryEntry.from_dict(e) for e in data["items"])
+        return cls(items, int(cursor) if cursor is not None else None)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from exportd.client._models import (
     Event,
     ExporterInfo,
     ExportRequest,
+    HistoryEntry,
+    HistoryPage,
     Job,
     JobPage,
 )
@@ -123,8 +125,10 @@ class Client:
         filename: str | None = None,
         ttl_seconds: int | None = None,
         idempotency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Job:
-        """Queue an export and return the job (`status` "queued")."""
+        """Queue an export and return the job (`status` "queued"); `labels` (up to 16
+        `key: value` pairs) are kept on the job and can be listed by."""
         return self._send(
             _core.create_call(
                 exporter,
@@ -137,6 +141,7 @@ class Client:
                 filename=filename,
                 ttl_seconds=ttl_seconds,
                 idempotency_key=idempotency_key,
+                labels=labels,
             )
         )
 
@@ -153,8 +158,10 @@ class Client:
         created_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        label: Mapping[str, str] | None = None,
     ) -> JobPage:
-        """One page of the caller's jobs, newest first."""
+        """One page of the caller's jobs, newest first; with `label`, only jobs carrying
+        every one of those labels."""
         return self._send(
             _core.list_call(
                 status=status,
@@ -164,6 +171,7 @@ class Client:
                 created_before=created_before,
                 limit=limit,
                 cursor=cursor,
+                label=label,
             )
         )
 
@@ -176,6 +184,7 @@ class Client:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         page_size: int = 100,
+        label: Mapping[str, str] | None = None,
     ) -> Iterator[Job]:
         """Every matching job, newest first, fetching pages as they are consumed."""
         statuses = [status] if isinstance(status, str) else builtins.list(status or ())
@@ -189,10 +198,26 @@ class Client:
                 created_before=created_before,
                 limit=page_size,
                 cursor=cursor,
+                label=label,
             )
             yield from page.items
             if page.next_cursor is None:
                 return
+            cursor = page.next_cursor
+
+    def history(self, job_id: str, *, after: int = 0, limit: int = 100) -> HistoryPage:
+        """One page of the job's events, oldest first, after event id `after`: what
+        happened, when, and who caused it."""
+        return self._send(_core.history_call(job_id, after=after, limit=limit))
+
+    def iter_history(
+        self, job_id: str, *, after: int = 0, page_size: int = 200
+    ) -> Iterator[HistoryEntry]:
+        """Every event of the job's history after `after`, fetching pages as consumed."""
+        cursor: int | None = after
+        while cursor is not None:
+            page = self.history(job_id, after=cursor, limit=page_size)
+            yield from page.items
             cursor = page.next_cursor
 
     def cancel(self, job_id: str) -> Job:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from exportd.events.wakeup import Waker
 from exportd.jobs import Event
+from exportd.observability.metrics import SSE_CONNECTIONS
 from exportd.store import SqlJobStore
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,13 @@ class EventHub:
     def subscribe(self, *, job_id: str | None = None, owner: str | None = None) -> Subscription:
         subscription = Subscription(job_id, owner)
         self._subscriptions.add(subscription)
+        SSE_CONNECTIONS.inc()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.discard(subscription)
+        if subscription in self._subscriptions:
+            self._subscriptions.discard(subscription)
+            SSE_CONNECTIONS.dec()
 
     def _follow(self) -> None:
         while not self._stop.is_set():

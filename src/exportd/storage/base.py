@@ -24,6 +24,8 @@ from datetime import datetime
 from typing import BinaryIO, Protocol
 from urllib.parse import quote
 
+from exportd.errors import StorageError
+
 
 def key_segment(text: str) -> str:
     """`text` as one key segment: percent-encoded, never empty and never starting with a
@@ -130,3 +132,14 @@ class ArtifactStorage(ABC):
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Published keys under `prefix` (partials excluded)."""
         return (file.key for file in self.files(prefix))
+
+    def ping(self) -> None:
+        """Raise `StorageError` unless the storage answers (readiness checks). The default
+        lists the partials, which every storage keeps at its root; an implementation may
+        override it with a cheaper or stricter look (an S3 bucket's `HEAD`)."""
+        try:
+            next(iter(self.partials()), None)
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"the artifact storage does not answer: {exc}") from exc

@@ -26,6 +26,7 @@ from exportd.store.base import ClaimRequest
 from exportd.store.lifecycle import LifecycleStore, Usage
 from exportd.store.rows import artifact_from_row, event_from_row, job_from_row
 from exportd.store.schema import artifacts, audit, job_events, job_labels, jobs
+from exportd.store.stats import StatsStore
 from exportd.store.tokens import Batch, TokenStoreMixin
 from exportd.store.upkeep import UpkeepStore
 
@@ -47,7 +48,9 @@ class Page:
     next_cursor: str | None
 
 
-class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, AttemptStore):
+class SqlJobStore(
+    StatsStore, TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, AttemptStore
+):
     # -- creating ----------------------------------------------------------------------
 
     def enqueue(self, new: NewJob, *, active_limit: int | None = None) -> Job:

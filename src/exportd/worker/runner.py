@@ -6,6 +6,7 @@ exporter to it and keeps progress, cancellation and the lease."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +18,9 @@ from exportd.errors import ExportCancelled, LeaseLost, QuotaExceeded, StoreError
 from exportd.exporters import Encoded, ExporterSpec, NamedBatch, Registry
 from exportd.formats import Output, OutputFile, OutputPlan, plan_output
 from exportd.jobs import Artifact, Claim, ErrorInfo, Job, RetryPolicy, classify, utcnow
+from exportd.observability import attempts as observe
+from exportd.observability.logs import job_context
+from exportd.observability.metrics import record_claim
 from exportd.storage import ArtifactStorage, claim_prefix
 from exportd.store import ClaimRequest, SqlJobStore
 from exportd.worker.attempt import Attempt
@@ -101,21 +105,30 @@ class JobRunner:
         be reached to record the end: the rescuer then ends it). With `then_claim`, a
         completed attempt's slot claims the next job, in a transaction of its own, and
         leaves it in `attempt.next_claim`."""
+        claimed = attempt.claim.job
+        with job_context(claimed):
+            observe.started(claimed)
+            job, completing = self._attempt(attempt)
+            observe.ended(claimed, job, time.monotonic() - attempt.started, attempt.stop_reason)
+        if completing and job is not None and then_claim is not None:
+            attempt.next_claim = self._claim_next(then_claim())
+        return job
+
+    def _attempt(self, attempt: Attempt) -> tuple[Job | None, bool]:
+        """The attempt's end as stored, and whether it reached the completion."""
         try:
             files = self._produce(attempt)
         except LeaseLost:
             log.warning("job %s attempt %s: lease lost", attempt.job_id, attempt.attempt)
-            return None
+            return None, False
         except Exception as exc:
-            return self._end_with(attempt, exc)
-        job = self._complete(attempt, files)
-        if job is not None and then_claim is not None:
-            attempt.next_claim = self._claim_next(then_claim())
-        return job
+            return self._end_with(attempt, exc), False
+        return self._complete(attempt, files), True
 
     def _claim_next(self, request: ClaimRequest | None) -> Claim | None:
         if request is None:
             return None
+        started = time.monotonic()
         try:
             taken = self.store.claim_many(
                 request.worker_id,
@@ -123,6 +136,7 @@ class JobRunner:
                 lease_seconds=request.lease_seconds,
                 owner_cap=request.owner_cap,
             )
+            record_claim(time.monotonic() - started, len(taken))
         except StoreError:
             log.debug("claiming after a completion failed; the claim loop will", exc_info=True)
             return None

@@ -24,6 +24,9 @@ from collections.abc import Callable
 
 from exportd.events.wakeup import Waker
 from exportd.jobs import RetryPolicy, new_id
+from exportd.observability import attempts as observe
+from exportd.observability.logs import job_context
+from exportd.observability.metrics import record_claim
 from exportd.storage import ArtifactStorage, claim_prefix
 from exportd.store import ClaimRequest, Rescued, SqlJobStore
 from exportd.worker.attempt import Attempt
@@ -142,6 +145,7 @@ class Worker:
                     self._free.wait(0.5)
                     continue
                 wanted = self._free_slots
+            started = time.monotonic()
             try:
                 claims = self.store.claim_many(
                     self.worker_id,
@@ -149,6 +153,7 @@ class Worker:
                     lease_seconds=self.lease_seconds,
                     owner_cap=self.owner_cap,
                 )
+                record_claim(time.monotonic() - started, len(claims))
             except Exception:
                 log.warning("claim failed; retrying after a pause", exc_info=True)
                 claims = []
@@ -176,7 +181,8 @@ class Worker:
             if attempt.next_claim is not None:
                 following = self.runner.attempt_for(attempt.next_claim)
         except Exception:
-            log.exception("job %s: runner crashed", attempt.job_id)
+            with job_context(attempt.claim.job):
+                log.exception("job %s: runner crashed", attempt.job_id)
         finally:
             with self._free:
                 self._running.pop(attempt.job_id, None)
@@ -202,6 +208,7 @@ class Worker:
     def rescue_once(self) -> int:
         rescued = self.store.rescue_expired(self.retry_policy.delay)
         for item in rescued:
+            observe.rescued(item.status)
             self._remove_files_of(item)
             log.warning(
                 "job %s: lease of attempt %s expired; now %s",
