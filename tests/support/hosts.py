@@ -7,6 +7,7 @@ tag so that two runs at once never collide, and everything is removed at the end
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -77,10 +78,8 @@ class Host:
         how many there were."""
         pids = self.pids()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for proc in self.processes:
             proc.wait(timeout=30)
         return len(pids)
@@ -142,9 +141,7 @@ class Network:
         for host in self.hosts.values():
             host.stop()
             for pid in host.pids():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             subprocess.run(["ip", "netns", "del", host.namespace], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
