@@ -101,9 +101,11 @@ class FileCheck:
 
 def _manifest_problems(manifest: bytes, actual: dict[str, tuple[int, str, int]]) -> list[str]:
     """`actual`: name → (size, sha256, rows) of the files the manifest should list."""
-    listed = {
-        e["name"]: (e["size"], e["sha256"], e["rows"]) for e in orjson.loads(manifest)["files"]
-    }
+    try:
+        entries = orjson.loads(manifest)["files"]
+        listed = {e["name"]: (e["size"], e["sha256"], e["rows"]) for e in entries}
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        return [f"manifest.json unreadable ({type(exc).__name__}: {exc})"]
     if listed == actual:
         return []
     return [f"manifest lists {sorted(listed.items())}, files are {sorted(actual.items())}"]
@@ -135,13 +137,14 @@ def _parse_into(name: str, data: bytes, rows: int | None, result: FileCheck) -> 
 
 
 def _bundle(data: bytes, result: FileCheck) -> None:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = {info.filename: archive.read(info) for info in archive.infolist()}
-    manifest = members.pop(MANIFEST, None)
-    if manifest is None:
-        result.problems.append("bundle without manifest.json")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = {info.filename: archive.read(info) for info in archive.infolist()}
+        manifest = members.pop(MANIFEST)
+        entries = {e["name"]: e for e in orjson.loads(manifest)["files"]}
+    except Exception as exc:  # any failure to read a bundle back is a corrupt bundle
+        result.problems.append(f"bundle unreadable ({type(exc).__name__}: {exc})")
         return
-    entries = {e["name"]: e for e in orjson.loads(manifest)["files"]}
     actual = {}
     for name, content in members.items():
         rows = entries.get(name, {}).get("rows")

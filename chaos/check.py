@@ -189,11 +189,13 @@ class JobCheck:
         return affecting(self.faults, claim.pid, claim.start, end)
 
     def _reruns(self, job: JobRow, claims: list[Claim], executions: list[Execution]) -> None:
-        final = claims[-1] if claims and claims[-1].outcome in TERMINAL else None
-        if len(claims) > 1 or len(executions) > 1 or job.attempt > 1:
+        """Every claim but the last one made the job run again; so did every execution
+        of those claims. (The last claim is judged by how the job ended.)"""
+        earlier = claims[:-1]
+        if earlier or len(executions) > 1 or job.attempt > 1:
             self.verdict.counts["re-runs"] = self.verdict.counts.get("re-runs", 0) + 1
-        for claim in claims:
-            if claim is not final and not self._explained(claim):
+        for claim in earlier:
+            if not self._explained(claim):
                 self.verdict.flag("unexplained re-runs", f"{job.id}: {_describe(claim)}")
         for execution in executions:
             claim = _claim_of(execution, claims)
@@ -202,7 +204,7 @@ class JobCheck:
                 self.verdict.flag(
                     "unexplained re-runs", f"{job.id}: {where} ran without a committed claim"
                 )
-            elif claim is not final and execution.finished and not self._explained(claim):
+            elif claim in earlier and execution.finished and not self._explained(claim):
                 self.verdict.flag(
                     "duplicated completions",
                     f"{job.id}: {where} finished its export at {execution.finished:.2f}, "
@@ -280,7 +282,10 @@ def check(record: RoundRecord) -> Verdict:
     job_check = JobCheck(record, verdict, claims)
     verdict.counts["re-runs"] = 0
     for job_id in created.values():
-        job_check.run(job_id)
+        try:
+            job_check.run(job_id)
+        except Exception as exc:  # a checker bug must fail the round, visibly
+            verdict.flag("harness errors", f"{job_id}: the check crashed: {exc!r}")
     statuses = [j.status for j in record.snapshot.jobs.values()]
     for status in TERMINAL:
         verdict.counts[f"jobs {status}"] = statuses.count(status)

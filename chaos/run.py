@@ -80,11 +80,11 @@ SIZES = {
     ("full", "postgres"): Size(
         1000, 6, 3, 8,
         {"sigkill": 100, "sigstop": 4, "sigterm": 10, "pg_restart": 2, "disk_full": 2},
-        rate=3, volume_mb=1024, drain_timeout=300,
+        rate=3, volume_mb=384, drain_timeout=300,
     ),
     ("full", "sqlite"): Size(
         1000, 6, 3, 4, {"sigkill": 100, "sigstop": 4, "sigterm": 10, "disk_full": 2},
-        rate=3, volume_mb=1024, drain_timeout=300,
+        rate=3, volume_mb=384, drain_timeout=300,
     ),
 }  # fmt: skip
 
@@ -148,10 +148,14 @@ def keep_logs(workdir: Path, stamp: str, store: str, engine: Engine) -> Path:
 
 
 class Round:
-    def __init__(self, store: str, size_name: str, seed: int, keep: bool) -> None:
+    def __init__(
+        self, store: str, size_name: str, size: Size, seed: int, keep: bool, save_logs: bool = True
+    ) -> None:
+        self.save_logs = save_logs
+        """Copy the logs to chaos/results/ when an invariant broke (or with `keep`)."""
         self.store = store
         self.size_name = size_name
-        self.size = SIZES[(size_name, store)]
+        self.size = size
         self.seed = seed
         self.keep = keep
         self.workdir = Path(tempfile.mkdtemp(prefix=f"exportd-chaos-{store}-"))
@@ -249,6 +253,8 @@ class Round:
         counts["worker processes started"] = len(fleet.history)
         counts["create retries (HTTP)"] = feeder.retries
         counts["teardown kills"] = len(fleet.teardown_kills)
+        stored = sum(a.size for rows in record.snapshot.artifacts.values() for a in rows)
+        counts["artifact MiB stored"] = round(stored / 2**20, 1)
         counts["worker temp files left"] = sum(1 for _ in (self.workdir / "tmp").rglob("*"))
         counts.update(
             report.log_stats(
@@ -269,7 +275,7 @@ class Round:
             "faults": [f.as_dict() for f in injector.faults],
             "artifact volume": {"mounted": volume.mounted, "skip_reason": volume.skip_reason},
         }
-        if not verdict.passed or self.keep:
+        if self.keep or (self.save_logs and not verdict.passed):
             stamp = time.strftime("%Y%m%dT%H%M%S")
             result["logs"] = str(keep_logs(self.workdir, stamp, self.store, engine))
         return result
@@ -284,7 +290,10 @@ def main() -> int:
     args = parser.parse_args()
     size_name = "small" if args.small else "full"
     stores = ["postgres", "sqlite"] if args.store == "all" else [args.store]
-    results = {store: Round(store, size_name, args.seed, args.keep).run() for store in stores}
+    results = {
+        store: Round(store, size_name, SIZES[(size_name, store)], args.seed, args.keep).run()
+        for store in stores
+    }
     print(report.table(results))
     path = report.save({"shapes": results}, size_name)
     say(f"\nwritten to {path}")
