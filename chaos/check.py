@@ -264,6 +264,14 @@ def _distinguishing(row: dict[str, Any], other: dict[str, Any]) -> set[str]:
     return marks
 
 
+def _owner_of(key: str, jobs: dict[str, JobRow]) -> str:
+    """Which job a stray file belongs to, when its name holds a job id."""
+    for job_id, job in jobs.items():
+        if job_id in key:
+            return f" (job {job.status}, attempt {job.attempt}, {job.error_code or 'no error'})"
+    return ""
+
+
 def stray_files(root: Path, referenced: set[str]) -> list[str]:
     """Files under the artifact folder (partials included) that no artifact row names."""
     stray = []
@@ -290,8 +298,13 @@ def check(record: RoundRecord) -> Verdict:
     for status in TERMINAL:
         verdict.counts[f"jobs {status}"] = statuses.count(status)
     referenced = {r.storage_key for rows in record.snapshot.artifacts.values() for r in rows}
-    for key in stray_files(record.artifacts_root, referenced):
-        verdict.flag("stray files", key)
+    stray = stray_files(record.artifacts_root, referenced)
+    partials = [key for key in stray if key.startswith(".partial/")]
+    verdict.counts["stray files: partials / published"] = (
+        f"{len(partials)} / {len(stray) - len(partials)}"
+    )
+    for key in stray:
+        verdict.flag("stray files", f"{key}{_owner_of(key, record.snapshot.jobs)}")
     for key, how in sorted(record.watcher.republished.items()):
         verdict.flag("repeated keys", f"{key}: {how}")
     runs = record.executions.executions.values()

@@ -64,7 +64,9 @@ class Size:
     concurrency: int
     faults: dict[str, int]
     rate: float
-    """Jobs created per second."""
+    """Jobs created per second, on average."""
+    waves: int = 8
+    """The jobs are created in this many waves (see `Feeder`)."""
     volume_mb: int = 256
     drain_timeout: float = 120.0
     stop_seconds: float = 2 * LEASE_SECONDS + 1
@@ -214,7 +216,7 @@ class Round:
         watcher = KeyWatcher(volume.artifacts)
         watcher.start()
         requests = make_requests(size.jobs, owners, self.seed)
-        feeder = Feeder(fleet.url, tokens, requests, size.rate, burst=int(size.jobs * 0.4))
+        feeder = Feeder(fleet.url, tokens, requests, size.rate, waves=size.waves)
         injector = Injector(
             plan(size.faults, self.seed), fleet, cluster, volume,
             Progress(engine, feeder, size.jobs),

@@ -110,14 +110,17 @@ RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 @dataclass
 class Feeder:
-    """Creates the first `burst` requests at once (a backlog, so owners sit at their
-    cap with jobs waiting), then the rest at `rate` per second, on a thread of its own."""
+    """Creates the requests in `waves` waves, on a thread of its own: each wave is sent
+    as fast as the API answers, and the waves are spaced so that the average is `rate`
+    jobs per second. The start of a wave is where idle owners get work while every
+    claimer races for it; the end of a wave leaves owners at their cap with jobs
+    waiting."""
 
     url: str
     tokens: dict[str, str]
     requests: list[JobRequest]
     rate: float
-    burst: int = 0
+    waves: int = 1
     give_up_after: float = 90.0
     created: dict[int, str] = field(default_factory=dict)
     """Request index → job id."""
@@ -143,11 +146,15 @@ class Feeder:
         began = time.monotonic()
         with httpx.Client(base_url=self.url, timeout=15) as client:
             for request in self.requests:
-                due = max(0, request.index - self.burst) / self.rate
-                pause = began + due - time.monotonic()
+                pause = began + self.due(request.index) - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
                 self._create(client, request)
+
+    def due(self, index: int) -> float:
+        """Seconds after the start at which request `index` is sent."""
+        per_wave = -(-len(self.requests) // self.waves)
+        return (index // per_wave) * per_wave / self.rate
 
     def _create(self, client: httpx.Client, request: JobRequest) -> None:
         headers = {
