@@ -303,7 +303,8 @@ def check(record: RoundRecord) -> Verdict:
     verdict.counts["stray files: partials / published"] = (
         f"{len(partials)} / {len(stray) - len(partials)}"
     )
-    for key in stray:
+    published = [key for key in stray if key not in partials]
+    for key in published + partials:  # published files first: they are never swept
         verdict.flag("stray files", f"{key}{_owner_of(key, record.snapshot.jobs)}")
     for key, how in sorted(record.watcher.republished.items()):
         verdict.flag("repeated keys", f"{key}: {how}")

@@ -33,6 +33,9 @@ def _records(text: str) -> list[tuple[str, str]]:
 def log_stats(worker_logs: list[Path], serve_log: Path, pg_log: Path | None) -> dict[str, int]:
     """Deadlocks and errors, counted per logging record (a traceback is one record)."""
     stats: Counter[str] = Counter()
+    for who in ("worker", "serve"):
+        for what in ("deadlocks", "error records", "tracebacks"):
+            stats[f"{what} in {who} logs"] = 0
     for path, who in [(p, "worker") for p in worker_logs] + [(serve_log, "serve")]:
         if not path.exists():
             continue
