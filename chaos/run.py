@@ -64,9 +64,9 @@ class Size:
     concurrency: int
     faults: dict[str, int]
     rate: float
-    """Jobs created per second, on average."""
-    waves: int = 8
-    """The jobs are created in this many waves (see `Feeder`)."""
+    """Jobs created per second, after the burst."""
+    burst: float = 0.4
+    """The share of the jobs created at once, at the start."""
     volume_mb: int = 256
     drain_timeout: float = 120.0
     stop_seconds: float = 2 * LEASE_SECONDS + 1
@@ -216,7 +216,7 @@ class Round:
         watcher = KeyWatcher(volume.artifacts)
         watcher.start()
         requests = make_requests(size.jobs, owners, self.seed)
-        feeder = Feeder(fleet.url, tokens, requests, size.rate, waves=size.waves)
+        feeder = Feeder(fleet.url, tokens, requests, size.rate, burst=int(size.jobs * size.burst))
         injector = Injector(
             plan(size.faults, self.seed), fleet, cluster, volume,
             Progress(engine, feeder, size.jobs),
@@ -249,6 +249,8 @@ class Round:
         verdict = check(record)
         counts = verdict.counts
         counts["faults injected/planned"] = fault_counts(size.faults, injector.faults)
+        skipped = Counter(f"{f.kind}: {f.skipped}" for f in injector.faults if f.skipped)
+        counts["faults skipped"] = dict(skipped) or 0
         counts["drained"] = "yes" if drained else f"no, after {drain_seconds:.0f} s"
         counts["seconds with faults"] = round(faults_seconds, 1)
         counts["seconds to drain after"] = round(drain_seconds, 1)

@@ -110,17 +110,15 @@ RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 @dataclass
 class Feeder:
-    """Creates the requests in `waves` waves, on a thread of its own: each wave is sent
-    as fast as the API answers, and the waves are spaced so that the average is `rate`
-    jobs per second. The start of a wave is where idle owners get work while every
-    claimer races for it; the end of a wave leaves owners at their cap with jobs
-    waiting."""
+    """Creates the first `burst` requests at once (a backlog, so owners sit at their
+    cap with jobs waiting and every claimer races for the first jobs), then the rest at
+    `rate` per second, so there is work for the faults to land on until the end."""
 
     url: str
     tokens: dict[str, str]
     requests: list[JobRequest]
     rate: float
-    waves: int = 1
+    burst: int = 0
     give_up_after: float = 90.0
     created: dict[int, str] = field(default_factory=dict)
     """Request index → job id."""
@@ -153,8 +151,7 @@ class Feeder:
 
     def due(self, index: int) -> float:
         """Seconds after the start at which request `index` is sent."""
-        per_wave = -(-len(self.requests) // self.waves)
-        return (index // per_wave) * per_wave / self.rate
+        return max(0, index - self.burst) / self.rate
 
     def _create(self, client: httpx.Client, request: JobRequest) -> None:
         headers = {
