@@ -264,22 +264,36 @@ def _distinguishing(row: dict[str, Any], other: dict[str, Any]) -> set[str]:
     return marks
 
 
-def _owner_of(key: str, jobs: dict[str, JobRow]) -> str:
-    """Which job a stray file belongs to, when its name holds a job id."""
-    for job_id, job in jobs.items():
-        if job_id in key:
-            return f" (job {job.status}, attempt {job.attempt}, {job.error_code or 'no error'})"
-    return ""
+def _stray_detail(
+    key: str, mtime: float, record: RoundRecord, claims: dict[str, list[Claim]]
+) -> str:
+    """A stray file with the job its name holds, the claim under which it was last
+    written (the latest one begun by then) and the faults that touched that claim."""
+    job = next((j for j in record.snapshot.jobs.values() if j.id in key), None)
+    if job is None:
+        return key
+    text = f"{key} (job {job.status}, attempt {job.attempt}"
+    begun = [c for c in claims.get(job.id, []) if c.start - SLACK <= mtime]
+    if begun:
+        claim = begun[-1]
+        end = claim.end if claim.end is not None else math.inf
+        kinds = sorted({f.kind for f in affecting(record.faults, claim.pid, claim.start, end)})
+        text += f"; written in attempt {claim.attempt}, touched by {kinds or 'no fault'}"
+        if mtime > end + SLACK:
+            text += ", after that claim had ended"
+    return text + ")"
 
 
-def stray_files(root: Path, referenced: set[str]) -> list[str]:
-    """Files under the artifact folder (partials included) that no artifact row names."""
+def stray_files(root: Path, referenced: set[str]) -> list[tuple[str, float]]:
+    """Files under the artifact folder (partials included) that no artifact row names,
+    with their mtimes."""
     stray = []
     for dirpath, _dirs, filenames in os.walk(root):
         for name in filenames:
-            key = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            path = os.path.join(dirpath, name)
+            key = os.path.relpath(path, root).replace(os.sep, "/")
             if key not in referenced:
-                stray.append(key)
+                stray.append((key, os.stat(path).st_mtime))
     return sorted(stray)
 
 
@@ -299,13 +313,11 @@ def check(record: RoundRecord) -> Verdict:
         verdict.counts[f"jobs {status}"] = statuses.count(status)
     referenced = {r.storage_key for rows in record.snapshot.artifacts.values() for r in rows}
     stray = stray_files(record.artifacts_root, referenced)
-    partials = [key for key in stray if key.startswith(".partial/")]
-    verdict.counts["stray files: partials / published"] = (
-        f"{len(partials)} / {len(stray) - len(partials)}"
-    )
-    published = [key for key in stray if key not in partials]
-    for key in published + partials:  # published files first: they are never swept
-        verdict.flag("stray files", f"{key}{_owner_of(key, record.snapshot.jobs)}")
+    partials = [(k, t) for k, t in stray if k.startswith(".partial/")]
+    published = [(k, t) for k, t in stray if not k.startswith(".partial/")]
+    verdict.counts["stray files: partials / published"] = f"{len(partials)} / {len(published)}"
+    for key, mtime in published + partials:  # published first: nothing ever sweeps them
+        verdict.flag("stray files", _stray_detail(key, mtime, record, claims))
     for key, how in sorted(record.watcher.republished.items()):
         verdict.flag("repeated keys", f"{key}: {how}")
     runs = record.executions.executions.values()

@@ -46,7 +46,7 @@ class Fault:
         return asdict(self)
 
 
-def plan(counts: dict[str, int], seed: int, first: float = 0.04, last: float = 0.85) -> list:
+def plan(counts: dict[str, int], seed: int, first: float = 0.04, last: float = 0.75) -> list:
     """(progress share, kind) for every planned fault, in order: each kind's faults
     spread evenly over [first, last] with a little jitter."""
     rng = random.Random(seed)

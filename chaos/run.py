@@ -78,7 +78,7 @@ SIZES = {
         120, 5, 2, 8, {"sigkill": 6, "sigstop": 1, "sigterm": 1, "pg_restart": 1, "disk_full": 1},
         rate=4,
     ),
-    ("small", "sqlite"): Size(60, 4, 2, 4, {"sigkill": 2, "sigterm": 1, "disk_full": 1}, rate=4),
+    ("small", "sqlite"): Size(80, 4, 2, 4, {"sigkill": 2, "sigterm": 1, "disk_full": 1}, rate=3),
     ("full", "postgres"): Size(
         1000, 6, 3, 8,
         {"sigkill": 100, "sigstop": 4, "sigterm": 10, "pg_restart": 2, "disk_full": 2},
