@@ -13,9 +13,11 @@ Invariants (each must be 0):
 - unexplained failures: failed jobs whose failing attempt no fault touched (and any
   cancelled job: nobody cancels);
 - unexplained re-runs: an attempt that did not end the job (or an execution that did
-  not), not explained by a fault that affected it: a SIGKILL, SIGSTOP or SIGTERM of the
-  process that held it while it held it, or a PostgreSQL restart or a full disk while
-  it ran;
+  not), not explained by a fault that affected it *in the way it ended* (`causes`): a
+  lost lease by a SIGKILL, SIGSTOP or SIGTERM of the process that held it while it held
+  it, or by a PostgreSQL restart while it ran; a release by a SIGTERM of its process;
+  a "no space left" error by a full disk while it ran; any other error by a
+  PostgreSQL restart while it ran;
 - repeated keys: a published key seen holding two different files, or the files of a
   completed attempt stored under keys that another claim of the same attempt number
   would have used (keys that do not name their claim);
@@ -50,6 +52,7 @@ from chaos.workload import JobRequest
 SLACK = 0.5
 """Seconds of tolerance between the harness's clock and the database's."""
 PROCESS_FAULTS = ("sigkill", "sigstop", "sigterm")
+DISK_FULL_SIGNS = ("no space left", "errno 28", "enospc")
 INVARIANTS = (
     "lost",
     "stuck",
@@ -110,6 +113,18 @@ def affecting(faults: Iterable[Fault], pid: int | None, start: float, end: float
     return hits
 
 
+def causes(claim: Claim) -> tuple[str, ...]:
+    """The fault kinds that can end a claim the way it ended."""
+    if claim.released:
+        return ("sigterm",)
+    if claim.error_code == "worker_lost":
+        return (*PROCESS_FAULTS, "pg_restart")
+    message = (claim.error_message or "").lower()
+    if any(sign in message for sign in DISK_FULL_SIGNS):
+        return ("disk_full",)
+    return ("pg_restart",)
+
+
 def _claim_of(execution: Execution, claims: list[Claim]) -> Claim | None:
     same = [c for c in claims if c.attempt == execution.attempt]
     for claim in same:
@@ -124,7 +139,7 @@ def _claim_of(execution: Execution, claims: list[Claim]) -> Claim | None:
 
 def _describe(claim: Claim) -> str:
     ended = f"ended {claim.outcome}" if claim.outcome else "never ended"
-    code = f" ({claim.error_code})" if claim.error_code else ""
+    code = f" ({claim.error_code}: {(claim.error_message or '')[:120]})" if claim.error_code else ""
     released = " by a release" if claim.released else ""
     return (
         f"attempt {claim.attempt} held by pid {claim.pid} from {claim.start:.2f} "
@@ -186,7 +201,8 @@ class JobCheck:
 
     def _explained(self, claim: Claim) -> list[Fault]:
         end = claim.end if claim.end is not None else math.inf
-        return affecting(self.faults, claim.pid, claim.start, end)
+        able = [f for f in self.faults if f.kind in causes(claim)]
+        return affecting(able, claim.pid, claim.start, end)
 
     def _reruns(self, job: JobRow, claims: list[Claim], executions: list[Execution]) -> None:
         """Every claim but the last one made the job run again; so did every execution

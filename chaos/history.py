@@ -218,6 +218,7 @@ class Claim:
     outcome: str | None = None
     """The job's status right after: completed, failed, cancelled or queued."""
     error_code: str | None = None
+    error_message: str | None = None
     released: bool = False
     """Given back by a shutting-down worker (its attempt uncounted)."""
 
@@ -241,6 +242,7 @@ def claims_from(transitions: list[Transition], pids: Iterable[int]) -> dict[str,
         current = open_claims.pop(t.job_id, None)
         if current is not None:
             current.end, current.outcome, current.error_code = t.at, t.status, t.error_code
+            current.error_message = t.row.get("error_message")
             current.released = t.status == "queued" and t.attempt < current.attempt
         if t.status == "running" and t.lease_owner:
             claim = Claim(

@@ -145,7 +145,8 @@ def keep_logs(workdir: Path, stamp: str, store: str, engine: Engine) -> Path:
     snapshot = read_snapshot(engine)
     with open(target / "transitions.jsonl", "w") as out:
         for t in snapshot.transitions:
-            out.write(json.dumps({**asdict(t), "row": None}) + "\n")
+            row = {k: v for k, v in t.row.items() if k not in ("params", "options")}
+            out.write(json.dumps({**asdict(t), "row": row}, default=str) + "\n")
     return target
 
 

@@ -54,8 +54,12 @@ def claim(job_id: str, attempt: int, pid: int, at: float, old: str = "queued") -
     )
 
 
-def end(job_id: str, attempt: int, status: str, at: float, code: str | None = None) -> Transition:
-    return Transition(job_id, attempt, status, "running", None, "x", code, at, {})
+def end(
+    job_id: str, attempt: int, status: str, at: float, code: str | None = None, message: str = ""
+) -> Transition:
+    return Transition(
+        job_id, attempt, status, "running", None, "x", code, at, {"error_message": message}
+    )
 
 
 def round_record(
@@ -139,6 +143,25 @@ def test_a_rerun_and_a_failure_without_a_fault_are_flagged() -> None:
     verdict = rerun_then_fail(kill(PID_B, 12.0))
     assert verdict.figures["unexplained re-runs"] == 1
     assert verdict.figures["unexplained failures"] == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "explained"),
+    [("[Errno 28] No space left on device", True), ("DeadlockDetected: deadlock detected", False)],
+)
+def test_a_fault_explains_only_endings_it_can_cause(message: str, explained: bool) -> None:
+    """A full disk explains an attempt that failed for want of space, not one that
+    failed on a deadlock while the disk happened to be full."""
+    job = job_row("j", "completed", attempt=2)
+    history = [
+        claim("j", 1, PID_A, 10.0),
+        end("j", 1, "queued", 11.0, "unexpected_error", message),
+        claim("j", 2, PID_B, 12.0),
+        end("j", 2, "completed", 13.0),
+    ]
+    full = Fault("disk_full", "artifact filesystem", 9.0, 15.0)
+    verdict = check(round_record([job], history, [full]))
+    assert (verdict.figures["unexplained re-runs"] == 0) is explained
 
 
 def test_work_finished_then_redone_without_a_fault_is_a_duplicate() -> None:
