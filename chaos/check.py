@@ -32,6 +32,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +138,28 @@ def _claim_of(execution: Execution, claims: list[Claim]) -> Claim | None:
     return None
 
 
+def lease_at_claim(claim: Claim) -> float | None:
+    """Seconds of lease the claim had when it was written (its `lease_expires_at` against
+    the database clock at the claim), if the row says."""
+    value = claim.row.get("lease_expires_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        expires = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    return expires.timestamp() - claim.start
+
+
 def _describe(claim: Claim) -> str:
     ended = f"ended {claim.outcome}" if claim.outcome else "never ended"
     code = f" ({claim.error_code}: {(claim.error_message or '')[:120]})" if claim.error_code else ""
     released = " by a release" if claim.released else ""
+    lease = lease_at_claim(claim)
+    leased = f" with {lease:.1f} s of lease" if lease is not None else ""
     return (
-        f"attempt {claim.attempt} held by pid {claim.pid} from {claim.start:.2f} "
+        f"attempt {claim.attempt} held by pid {claim.pid} from {claim.start:.2f}{leased} "
         f"{ended}{released}{code} at {claim.end or 0:.2f}"
     )
 

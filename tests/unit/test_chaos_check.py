@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from chaos.artifacts import parse
-from chaos.check import RoundRecord, Verdict, affecting, check
+from chaos.check import RoundRecord, Verdict, affecting, check, lease_at_claim
 from chaos.faults import Fault
 from chaos.history import (
     ArtifactRow,
@@ -123,6 +123,16 @@ def test_claims_are_rebuilt_from_transitions_with_their_ends() -> None:
     first, second = claims_from(history, {PID_A, PID_B})["j"]
     assert (first.pid, first.end, first.outcome, first.released) == (PID_A, 2.0, "queued", True)
     assert (second.pid, second.outcome, second.released) == (PID_B, "completed", False)
+
+
+def test_the_lease_a_claim_got_is_read_from_its_row() -> None:
+    """A claim written at t=100 with a lease to t=100.9 had 0.9 s of lease (both
+    databases' spellings of the timestamp)."""
+
+    for spelled in ("1970-01-01T00:01:40.9+00:00", "1970-01-01 00:01:40.900000"):
+        (found,) = claims_from([claim("j", 1, PID_A, 100.0)], {PID_A})["j"]
+        found.row["lease_expires_at"] = spelled
+        assert lease_at_claim(found) == pytest.approx(0.9)
 
 
 def test_holder_pid_reads_only_known_pids() -> None:
