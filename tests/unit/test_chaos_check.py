@@ -128,7 +128,6 @@ def test_claims_are_rebuilt_from_transitions_with_their_ends() -> None:
 def test_the_lease_a_claim_got_is_read_from_its_row() -> None:
     """A claim written at t=100 with a lease to t=100.9 had 0.9 s of lease (both
     databases' spellings of the timestamp)."""
-
     for spelled in ("1970-01-01T00:01:40.9+00:00", "1970-01-01 00:01:40.900000"):
         (found,) = claims_from([claim("j", 1, PID_A, 100.0)], {PID_A})["j"]
         found.row["lease_expires_at"] = spelled
