@@ -208,6 +208,7 @@ class Round:
         size = self.size
         say(f"{self.store}: {size.jobs} jobs, {size.owners} owners at cap 1, "
             f"{size.workers} workers x {size.concurrency}; faults {size.faults}")  # fmt: skip
+        began = time.monotonic()
         fleet.migrate()
         install_recorder(engine)
         owners = [f"owner{i}" for i in range(size.owners)]
@@ -225,6 +226,7 @@ class Round:
             stop_seconds=size.stop_seconds, full_seconds=size.full_seconds, seed=self.seed,
         )  # fmt: skip
         faults_began = time.monotonic()
+        setup_seconds = faults_began - began
         feeder.start()
         injector.start()
         feeder.join()
@@ -247,14 +249,17 @@ class Round:
             watcher=watcher,
         )
         say("  checking")
+        check_began = time.monotonic()
         verdict = check(record)
         counts = verdict.counts
         counts["faults injected/planned"] = fault_counts(size.faults, injector.faults)
         skipped = Counter(f"{f.kind}: {f.skipped}" for f in injector.faults if f.skipped)
         counts["faults skipped"] = dict(skipped) or 0
         counts["drained"] = "yes" if drained else f"no, after {drain_seconds:.0f} s"
+        counts["seconds to set up (migrate, tokens, processes)"] = round(setup_seconds, 1)
         counts["seconds with faults"] = round(faults_seconds, 1)
         counts["seconds to drain after"] = round(drain_seconds, 1)
+        counts["seconds to check"] = round(time.monotonic() - check_began, 1)
         counts["worker processes started"] = len(fleet.history)
         counts["create retries (HTTP)"] = feeder.retries
         counts["teardown kills"] = len(fleet.teardown_kills)
