@@ -10,14 +10,10 @@ Invariants (each must be 0):
   (see `chaos.artifacts`);
 - stray files: files in the artifact folder (`.partial/` included) that no artifact
   row references;
-- unexplained failures: failed jobs whose failing attempt no fault touched (and any
+- unexplained failures: failed jobs whose failing attempt is not explained (and any
   cancelled job: nobody cancels);
-- unexplained re-runs: an attempt that did not end the job (or an execution that did
-  not), not explained by a fault that affected it *in the way it ended* (`causes`): a
-  lost lease by a SIGKILL, SIGSTOP or SIGTERM of the process that held it while it held
-  it, or by a PostgreSQL restart while it ran; a release by a SIGTERM of its process;
-  a "no space left" error by a full disk while it ran; any other error by a
-  PostgreSQL restart while it ran;
+- unexplained re-runs: an attempt that did not end the job (or an execution of one),
+  not explained by a fault that touched it in the way it ended (see `chaos.explain`);
 - repeated keys: a published key seen holding two different files, or the files of a
   completed attempt stored under keys that another claim of the same attempt number
   would have used (keys that do not name their claim);
@@ -30,13 +26,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from chaos.artifacts import check_files
+from chaos.explain import SLACK, affecting, claim_of, describe, explained
 from chaos.faults import Fault
 from chaos.history import (
     TERMINAL,
@@ -50,10 +45,6 @@ from chaos.history import (
 from chaos.watch import KeyWatcher
 from chaos.workload import JobRequest
 
-SLACK = 0.5
-"""Seconds of tolerance between the harness's clock and the database's."""
-PROCESS_FAULTS = ("sigkill", "sigstop", "sigterm")
-DISK_FULL_SIGNS = ("no space left", "errno 28", "enospc")
 INVARIANTS = (
     "lost",
     "stuck",
@@ -99,69 +90,6 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return not any(self.figures.values())
-
-
-def affecting(faults: Iterable[Fault], pid: int | None, start: float, end: float) -> list[Fault]:
-    """The injected faults that touched an attempt held by `pid` over [start, end]."""
-    hits = []
-    for fault in faults:
-        if fault.skipped is not None:
-            continue
-        if fault.kind in PROCESS_FAULTS and fault.pid != pid:
-            continue
-        if fault.started <= end + SLACK and fault.ended >= start - SLACK:
-            hits.append(fault)
-    return hits
-
-
-def causes(claim: Claim) -> tuple[str, ...]:
-    """The fault kinds that can end a claim the way it ended."""
-    if claim.released:
-        return ("sigterm",)
-    if claim.error_code == "worker_lost":
-        return (*PROCESS_FAULTS, "pg_restart")
-    message = (claim.error_message or "").lower()
-    if any(sign in message for sign in DISK_FULL_SIGNS):
-        return ("disk_full",)
-    return ("pg_restart",)
-
-
-def _claim_of(execution: Execution, claims: list[Claim]) -> Claim | None:
-    same = [c for c in claims if c.attempt == execution.attempt]
-    for claim in same:
-        if claim.pid == execution.pid:
-            return claim
-    for claim in same:
-        end = claim.end if claim.end is not None else math.inf
-        if claim.pid is None and claim.start - SLACK <= execution.started <= end + SLACK:
-            return claim
-    return None
-
-
-def lease_at_claim(claim: Claim) -> float | None:
-    """Seconds of lease the claim had when it was written (its `lease_expires_at` against
-    the database clock at the claim), if the row says."""
-    value = claim.row.get("lease_expires_at")
-    if not isinstance(value, str):
-        return None
-    try:
-        expires = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
-    return expires.timestamp() - claim.start
-
-
-def _describe(claim: Claim) -> str:
-    ended = f"ended {claim.outcome}" if claim.outcome else "never ended"
-    code = f" ({claim.error_code}: {(claim.error_message or '')[:120]})" if claim.error_code else ""
-    released = " by a release" if claim.released else ""
-    lease = lease_at_claim(claim)
-    leased = f" with {lease:.1f} s of lease" if lease is not None else ""
-    return (
-        f"attempt {claim.attempt} held by pid {claim.pid} from {claim.start:.2f}{leased} "
-        f"{ended}{released}{code} at {claim.end or 0:.2f}"
-    )
 
 
 def adopt(record: RoundRecord, verdict: Verdict) -> dict[int, str]:
@@ -217,9 +145,7 @@ class JobCheck:
             self._failed(job, claims)
 
     def _explained(self, claim: Claim) -> list[Fault]:
-        end = claim.end if claim.end is not None else math.inf
-        able = [f for f in self.faults if f.kind in causes(claim)]
-        return affecting(able, claim.pid, claim.start, end)
+        return explained(claim, self.faults)
 
     def _reruns(self, job: JobRow, claims: list[Claim], executions: list[Execution]) -> None:
         """Every claim but the last one made the job run again; so did every execution
@@ -229,9 +155,9 @@ class JobCheck:
             self.verdict.counts["re-runs"] = self.verdict.counts.get("re-runs", 0) + 1
         for claim in earlier:
             if not self._explained(claim):
-                self.verdict.flag("unexplained re-runs", f"{job.id}: {_describe(claim)}")
+                self.verdict.flag("unexplained re-runs", f"{job.id}: {describe(claim)}")
         for execution in executions:
-            claim = _claim_of(execution, claims)
+            claim = claim_of(execution, claims)
             where = f"attempt {execution.attempt} in pid {execution.pid}"
             if claim is None:
                 self.verdict.flag(
@@ -241,7 +167,7 @@ class JobCheck:
                 self.verdict.flag(
                     "duplicated completions",
                     f"{job.id}: {where} finished its export at {execution.finished:.2f}, "
-                    f"then the job ran again ({_describe(claim)})",
+                    f"then the job ran again ({describe(claim)})",
                 )
 
     def _completed(self, job: JobRow, claims: list[Claim]) -> None:
@@ -285,7 +211,7 @@ class JobCheck:
         if last is None:
             self.verdict.flag("unexplained failures", f"{what}; never claimed")
         elif not self._explained(last):
-            self.verdict.flag("unexplained failures", f"{what}; {_describe(last)}, no fault")
+            self.verdict.flag("unexplained failures", f"{what}; {describe(last)}, no fault")
 
 
 def _distinguishing(row: dict[str, Any], other: dict[str, Any]) -> set[str]:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from chaos.artifacts import parse
-from chaos.check import RoundRecord, Verdict, affecting, check, lease_at_claim
+from chaos.check import RoundRecord, Verdict, check
+from chaos.explain import affecting, lease_at_claim
 from chaos.faults import Fault
 from chaos.history import (
     ArtifactRow,
