@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-quick clean
+.PHONY: run test lint bench bench-quick chaos chaos-small clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run --quick
+
+# Fault injection against real processes (see chaos/README.md); needs the PostgreSQL
+# binaries in /usr/lib/postgresql/*/bin, and root for the tmpfs of the full-disk fault.
+chaos: $(STAMP)
+	$(BIN)/python -m chaos.run --store all
+
+chaos-small: $(STAMP)
+	$(BIN)/python -m chaos.run --small --store all
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
