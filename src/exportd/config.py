@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".exportd"), description="embedded database, artifacts, key")
     database_url: str | None = Field(default=None, description="default: SQLite file in home")
     storage_url: str | None = Field(default=None, description="default: home/artifacts")
+    scratch_dir: Path | None = Field(
+        default=None, description="workers' scratch files (bundle members, xlsx rows); home/tmp"
+    )
     secret_key: str | None = Field(default=None, description="default: generated once in home")
 
     host: str = "127.0.0.1"
@@ -122,6 +125,9 @@ class Settings(BaseSettings):
 
     def resolved_storage_url(self) -> str:
         return self.storage_url or (self.home / "artifacts").resolve().as_uri()
+
+    def resolved_scratch_dir(self) -> Path:
+        return (self.scratch_dir or self.home / "tmp").resolve()
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

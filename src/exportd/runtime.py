@@ -104,6 +104,7 @@ class Runtime:
             interval_seconds=self.settings.sweep_interval_seconds,
             job_retention_seconds=self.settings.job_retention,
             progress_retention_seconds=self.settings.progress_retention,
+            scratch_dir=self.settings.resolved_scratch_dir(),
         )
 
     def start_worker(self, concurrency: int | None = None) -> Worker:

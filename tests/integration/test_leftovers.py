@@ -238,3 +238,44 @@ def test_a_full_disk_fails_attempts_cleanly_and_the_worker_recovers(
         assert done.status == Status.COMPLETED, done.error
     wait_for(lambda: worker.running() == [], what="the slots to come free")
     assert partial_names(local(runtime)) == []
+
+
+def test_scratch_folders_of_dead_attempts_are_swept(make_runtime: Callable[..., Runtime]) -> None:
+    """Bundle members and spreadsheet rows live in `exportd-<claim>-…` folders under the
+    scratch dir: a finished bundle export leaves none; a dead attempt's old folder is
+    removed by the sweep, a live attempt's and a young one are kept."""
+    runtime = make_runtime()
+    scratch = runtime.settings.resolved_scratch_dir()
+    store = runtime.store
+    job = store.enqueue(
+        NewJob(
+            owner="di",
+            exporter="synthetic",
+            params={"rows": 200},
+            options={"formats": ["csv", "xlsx"]},
+        )
+    )
+    runtime.start_worker(concurrency=1)
+    assert wait_for_status(store, job.id, Status.COMPLETED, Status.FAILED).status == (
+        Status.COMPLETED
+    )
+    assert list(scratch.glob("exportd-*")) == []
+    store.enqueue(NewJob(owner="di", exporter="slow", params={"batches": 500}))
+    live = wait_for(lambda: store.list_jobs("di", status=[Status.RUNNING]).jobs)[0]
+    folders = {
+        name: scratch / f"exportd-{name}-x"
+        for name in ("deadclaim", str(live.claim_id), "youngclaim")
+    }
+    for path in folders.values():
+        path.mkdir(parents=True)
+        (path / "0.member").write_bytes(b"x")
+        if not path.name.startswith("exportd-young"):
+            age(path, 3600)
+    report = Sweeper(
+        store, runtime.storage, holder="t", grace_seconds=60, interval_seconds=300,
+        scratch_dir=scratch,
+    ).sweep(force=True)  # fmt: skip
+    assert report.scratch == 1
+    assert sorted(p.name for p in scratch.glob("exportd-*")) == sorted(
+        [folders[str(live.claim_id)].name, folders["youngclaim"].name]
+    )

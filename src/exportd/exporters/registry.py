@@ -34,6 +34,8 @@ class ExportContext(Protocol):
 
     job_id: str
     attempt: int
+    claim_id: str
+    """This attempt's claim: unique to it, never reused (its files are under it)."""
     owner: str
     format: str
     """The job's format (the first one, for a bundle of several)."""

@@ -33,6 +33,9 @@ from exportd.formats.plan import OutputPlan, too_many_parts
 from exportd.formats.sink import HashingSink, Stream
 from exportd.storage import ArtifactStorage, Partial
 
+SCRATCH_PREFIX = "exportd-"
+"""Scratch folders are `exportd-<claim id>-<random>`."""
+
 BYTE_LIMIT_CHUNK = 4096
 """With a byte limit, batches are written in slices of this many rows, so a part
 overshoots the limit by at most one slice (plus what a compressor holds back)."""
@@ -76,12 +79,19 @@ class OutputFile:
 
 
 class _Part:
-    def __init__(self, name: str, fmt: FormatSpec, target: Target, compression: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        fmt: FormatSpec,
+        target: Target,
+        compression: str,
+        scratch: Callable[[], str] | None = None,
+    ) -> None:
         self.name = name
         self.fmt = fmt
         self.target = target
         self.sink = HashingSink(target)
-        self.stream = Stream(self.sink, "none" if fmt.container else compression)
+        self.stream = Stream(self.sink, "none" if fmt.container else compression, scratch=scratch)
         writer = fmt.writer
         self.writer: TabularWriter | None = (
             writer(self.stream, compression=compression) if writer is not None else None
@@ -107,12 +117,17 @@ class Output:
         *,
         key_prefix: str,
         tag: str,
+        workdir: Path | None = None,
     ) -> None:
         self.plan = plan
         self.storage = storage
         self.key_prefix = key_prefix
         self.tag = tag
-        self._tmp = tempfile.TemporaryDirectory(prefix="exportd-") if plan.bundle else None
+        # Scratch files (bundle members, spreadsheet rows) live in a folder named after
+        # the claim, so a sweep can tell a dead attempt's leftovers from a live one's.
+        self.workdir = workdir
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp = self._scratch_dir() if plan.bundle else None
         self._current: dict[tuple[str | None, str], _Part] = {}
         self._counts: dict[tuple[str | None, str], int] = {}
         self._finished: list[_Part] = []
@@ -189,7 +204,7 @@ class Output:
             self._counts[(member, fmt.name)] = number + 1
         name = plan.file_name(fmt, member, number)
         target = self._target(name)
-        return _Part(name, fmt, target, plan.compression)
+        return _Part(name, fmt, target, plan.compression, self._scratch_path)
 
     def _target(self, name: str) -> Target:
         if self._tmp is not None:
@@ -226,6 +241,7 @@ class Output:
             if self.plan.sharded:
                 files.append(self._write_manifest(exported_at, [f.entry for f in files]))
             self._publish_partials()
+            self._cleanup()
             return files
         except BaseException:
             self.discard()
@@ -291,7 +307,20 @@ class Output:
                 target.discard()
         self._cleanup()
 
+    def _scratch_path(self) -> str:
+        return self._scratch_dir().name
+
+    def _scratch_dir(self) -> tempfile.TemporaryDirectory[str]:
+        if self._scratch is None:
+            if self.workdir is not None:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+            self._scratch = tempfile.TemporaryDirectory(
+                prefix=f"{SCRATCH_PREFIX}{self.tag}-", dir=self.workdir
+            )
+        return self._scratch
+
     def _cleanup(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+        self._tmp = None

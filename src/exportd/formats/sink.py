@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 from typing import Protocol
 
 from exportd.errors import PermanentError
@@ -123,8 +124,16 @@ class Stream:
     `tell` counts the uncompressed bytes written. `close` finishes the compression frame
     but leaves the sink to the caller."""
 
-    def __init__(self, sink: HashingSink, compression: str = "none") -> None:
+    def __init__(
+        self,
+        sink: HashingSink,
+        compression: str = "none",
+        *,
+        scratch: Callable[[], str] | None = None,
+    ) -> None:
         check_compression(compression)
+        self.scratch = scratch
+        """Gives a folder for a writer's scratch files (None: the system's temp folder)."""
         self._sink = sink
         self.compression = compression
         factory = _COMPRESSORS.get(compression)

@@ -37,7 +37,8 @@ class XlsxWriter(TabularWriter):
         import xlsxwriter  # type: ignore[import-untyped]
 
         super().__init__(stream, compression=compression)
-        self._tmp = tempfile.TemporaryDirectory(prefix="exportd-xlsx-")
+        scratch = stream.scratch() if stream.scratch is not None else None
+        self._tmp = tempfile.TemporaryDirectory(prefix="exportd-xlsx-", dir=scratch)
         self._book = xlsxwriter.Workbook(
             stream,
             {"constant_memory": True, "tmpdir": self._tmp.name, "strings_to_numbers": False},

@@ -115,7 +115,14 @@ class AttemptStore(OutboxStore):
             if row is None:
                 break
             job = job_from_row(row)
-            self._event(conn, job, "started", status=Status.RUNNING, attempt=job.attempt)
+            self._event(
+                conn,
+                job,
+                "started",
+                status=Status.RUNNING,
+                attempt=job.attempt,
+                worker=request.worker_id,
+            )
             claims.append(Claim(job, claim_id))
         return claims
 

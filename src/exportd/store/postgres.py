@@ -123,7 +123,9 @@ TAKE = """
     event AS (
         INSERT INTO exportd_job_events (job_id, owner, type, data, created_at)
         SELECT taken.id, taken.owner, 'started',
-               json_build_object('status', 'running', 'attempt', taken.attempt), %(now)s
+               json_build_object(
+                   'status', 'running', 'attempt', taken.attempt, 'worker', %(worker)s
+               ), %(now)s
         FROM taken, ordered
         RETURNING id, job_id, owner
     ),

@@ -46,6 +46,7 @@ class RunContext:
         self._output = output
         self.job_id = attempt.job_id
         self.attempt = attempt.attempt
+        self.claim_id = attempt.claim.token
         self.owner = attempt.owner
         self.format = output.plan.formats[0].name
         self.settings = settings
@@ -168,6 +169,7 @@ class JobRunner:
             self.storage,
             key_prefix=claim_prefix(job.owner, job.id, attempt.claim.token),
             tag=attempt.claim.token,
+            workdir=self.settings.resolved_scratch_dir(),
         )
         try:
             self._write(attempt, plan, output)

@@ -11,14 +11,18 @@ between the two reads is then seen as a reference, never missed."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from exportd.errors import ArtifactNotFound, StorageError
+from exportd.formats.output import SCRATCH_PREFIX
 from exportd.jobs import Artifact, utcnow
 from exportd.storage import ArtifactStorage, PartialFile, StoredFile
 from exportd.store import SqlJobStore
@@ -58,12 +62,20 @@ class SweepReport:
     """Jobs past their retention (deleted with their events and files)."""
     thinned: int = 0
     """Progress events of long-finished jobs."""
+    scratch: int = 0
+    """Scratch folders of attempts no longer running, on this host."""
     skipped: list[str] = field(default_factory=list)
     """Kinds another process was running (or had just run)."""
 
     def total(self) -> int:
         return (
-            self.partials + self.orphans + self.missing + self.expired + self.pruned + self.thinned
+            self.partials
+            + self.orphans
+            + self.missing
+            + self.expired
+            + self.pruned
+            + self.thinned
+            + self.scratch
         )
 
     def summary(self, dry_run: bool = False) -> str:
@@ -71,7 +83,8 @@ class SweepReport:
         return (
             f"{verb} {self.partials} partial files, {self.orphans} unreferenced files, "
             f"{self.missing} rows of missing files, {self.expired} expired files, "
-            f"{self.pruned} old jobs, {self.thinned} progress events"
+            f"{self.pruned} old jobs, {self.thinned} progress events, "
+            f"{self.scratch} scratch folders"
         )
 
 
@@ -86,7 +99,9 @@ class Sweeper:
         interval_seconds: float,
         job_retention_seconds: float = 30 * 86400,
         progress_retention_seconds: float = 86400,
+        scratch_dir: Path | None = None,
     ) -> None:
+        self.scratch_dir = scratch_dir
         self.store = store
         self.storage = storage
         self.holder = holder
@@ -100,6 +115,7 @@ class Sweeper:
         they last ran (a lease held by another process is still respected); `dry_run`
         counts what would go and removes nothing."""
         report = SweepReport()
+        self._scratch(report, dry_run)  # this host's own folder: no lease needed
         every = 0.0 if force else self.interval
         for kind in KINDS:
             lease = max(60.0, self.interval)
@@ -113,6 +129,28 @@ class Sweeper:
         if report.total():
             log.info("sweep %s", report.summary(dry_run))
         return report
+
+    def _scratch(self, report: SweepReport, dry_run: bool) -> None:
+        """Scratch folders (`exportd-<claim>-…`) whose attempt is no longer running and
+        that have not changed for the grace period: a killed worker's bundle members and
+        spreadsheet rows."""
+        if self.scratch_dir is None or not self.scratch_dir.is_dir():
+            return
+        cutoff = (utcnow() - self.grace).timestamp()
+        found: dict[str, list[Path]] = {}
+        for path in self.scratch_dir.glob(f"{SCRATCH_PREFIX}*"):
+            tag = path.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    found.setdefault(tag, []).append(path)
+        live = self.store.live_claims(set(found))
+        for tag, paths in found.items():
+            if tag in live:
+                continue
+            for path in paths:
+                if not dry_run:
+                    shutil.rmtree(path, ignore_errors=True)
+                report.scratch += 1
 
     def _partials(self, report: SweepReport, dry_run: bool) -> None:
         cutoff = utcnow() - self.grace
