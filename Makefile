@@ -40,8 +40,8 @@ chaos-small: $(STAMP)
 	$(BIN)/python -m chaos.run --small --store all
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench chaos
+	$(BIN)/ruff format --check src tests bench chaos
 	$(BIN)/mypy
 
 clean:
