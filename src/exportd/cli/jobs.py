@@ -240,7 +240,10 @@ def download(
     force: bool,
     name: str | None,
 ) -> None:
-    """Download a completed job's file, resuming a .part and verifying its sha256."""
+    """Download a completed job's file and verify its sha256.
+
+    A transfer broken off resumes from the `.part` file it left.
+    """
     target = check_target(output, force=force)
     with connect(url, token) as client:
         result = save(client, client.get(job_id), target, name, lambda _done, _total: None)
