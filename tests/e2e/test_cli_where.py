@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import base_env, exportd, local_env
+from support.cli import Served, base_env, exportd, local_env, served
 
 pytestmark = pytest.mark.slow
+__all__ = ["served"]
 
 SCRIPT = Path(sys.executable).with_name("exportd")
 MODULE = '''
@@ -79,6 +80,13 @@ def test_token_create_says_which_store_and_warns_when_it_is_new(tmp_path: Path) 
     assert f"job store: SQLite file {store}" in second.stderr
     assert "warning" not in second.stderr
     assert "ann" in second.stdout
+
+
+def test_serve_says_when_it_created_its_store(served: Served) -> None:
+    """The banner of a first start marks the job store as new."""
+    banner = (served.home / "serve.log").read_text().splitlines()
+    store = next(line for line in banner if line.strip().startswith("job store:"))
+    assert store.endswith("(new: created now)")
 
 
 def test_jobs_without_a_url_see_the_local_exports(tmp_path: Path) -> None:
