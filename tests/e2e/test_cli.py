@@ -4,108 +4,22 @@ in-process on an embedded store."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conftest import TESTS, free_port, wait_for
+from conftest import wait_for
 from exportd import Client
 from exportd.store import open_store
+from support.cli import Served, base_env, csv_rows, exportd, served
 
 pytestmark = pytest.mark.slow
-
-FAST = {
-    "EXPORTD_POLL_INTERVAL": "0.1",
-    "EXPORTD_PROGRESS_INTERVAL": "0.05",
-    "EXPORTD_GRACE_SECONDS": "0",
-    "EXPORTD_MAX_ATTEMPTS": "1",
-}
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any EXPORTD_ setting, with the test exporters
-    importable, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
-    env.update(FAST)
-    env.update(extra)
-    return env
-
-
-def exportd(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exportd", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@dataclass
-class Served:
-    url: str
-    token: str
-    home: Path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return base_env(**{"EXPORTD_URL": self.url, "EXPORTD_TOKEN": self.token, **extra})
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """`exportd serve --app support.exporters` on a free port, with its own home; the
-    admin token is read from its start-up banner."""
-    home = tmp_path_factory.mktemp("served")
-    port = free_port()
-    env = base_env(EXPORTD_HOME=str(home), EXPORTD_PORT=str(port))
-    with open(home / "serve.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "exportd", "serve", "--app", "support.exporters"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_for(lambda: _healthy(url), timeout=30, interval=0.1, what="exportd serve")
-            banner = (home / "serve.log").read_text().splitlines()
-            token = banner[
-                banner.index("An admin token was created (it is shown only this once):") + 1
-            ]
-            yield Served(url, token.strip(), home)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def csv_rows(path: Path) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(path.read_text())))
+__all__ = ["served"]  # the fixture, imported for this module's tests
 
 
 # -- exportd export ---------------------------------------------------------------------
@@ -131,6 +45,7 @@ def test_export_on_the_server_and_in_process_give_the_same_verified_file(
     assert remote.returncode == 0, remote.stderr
     assert remote.stdout.strip().splitlines()[-1] == "remote.csv"
     assert "sha256 verified" in remote.stderr
+    (tmp_path / "local").mkdir()
     local = exportd(
         "export",
         "synthetic",
@@ -210,7 +125,8 @@ def test_failed_export_exits_1_with_the_error_code(served: Served, tmp_path: Pat
         (["export"], "Missing argument 'EXPORTER'"),
         (["export", "synthetic", "-p", "rows"], "is not KEY=VALUE"),
         (["export", "synthetic", "-p", "rows=-1"], "invalid_params"),
-        (["export", "synthetic", "--format", "docx"], "invalid_format"),
+        (["export", "synthetic", "--format", "docx"], "'docx' is not one of 'csv'"),
+        (["export", "synthetic", "--format", "pdf"], "invalid_format"),
         (["export", "no_such_exporter"], "unknown_exporter"),
     ],
 )
@@ -261,6 +177,8 @@ def _start_slow_export(
     )
     assert proc.stderr is not None
     first = proc.stderr.readline()
+    while first and not first.startswith("export "):
+        first = proc.stderr.readline()
     assert first.startswith("export "), first
     return proc, first.split()[1]
 
@@ -327,6 +245,7 @@ def test_jobs_commands_against_the_server(served: Served, tmp_path: Path) -> Non
     plain = exportd("jobs", "show", job.id, env=env, cwd=tmp_path)
     assert "completed" in plain.stdout
 
+    (tmp_path / "got").mkdir()
     downloaded = exportd("jobs", "download", job.id, "-o", "got/", env=env, cwd=tmp_path)
     assert downloaded.returncode == 0, downloaded.stderr
     rows = csv_rows(tmp_path / downloaded.stdout.strip())

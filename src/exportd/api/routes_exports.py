@@ -17,6 +17,7 @@ from exportd.api.auth import CurrentPrincipal, CurrentRuntime, Principal
 from exportd.api.problems import Problem
 from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
 from exportd.errors import ActiveLimitReached, RetryLimitReached
+from exportd.exporters.params import error_message
 from exportd.formats import COMPRESSIONS, FORMATS
 from exportd.jobs import Artifact, Job, NewJob, Status, utcnow
 from exportd.runtime import Runtime
@@ -32,16 +33,19 @@ def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> Ne
     """Validate a request completely (exporter, params, format, permissions) before
     anything is queued."""
     if body.exporter not in runtime.registry:
-        raise Problem(422, "unknown_exporter", f"no exporter named {body.exporter!r}")
+        names = [spec.name for spec in runtime.registry]
+        detail = f"no exporter named {body.exporter!r}; available: {', '.join(names)}"
+        raise Problem(422, "unknown_exporter", detail, available=names)
     spec = runtime.registry.get(body.exporter)
     try:
         params = spec.validate(body.params)
     except pydantic.ValidationError as exc:
         errors = [
-            {"loc": ["params", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+            {"loc": ["params", *e["loc"]], "msg": error_message(spec.params, e), "type": e["type"]}
+            for e in exc.errors()
         ]
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
-        raise Problem(422, "invalid_params", f"invalid params: {fields}", errors=errors) from exc
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        raise Problem(422, "invalid_params", f"invalid params: {reasons}", errors=errors) from exc
     formats = [str(f) for f in body.options.get("formats", [])] or [body.format]
     for name in formats:
         if name not in FORMATS or name not in spec.formats:

@@ -20,12 +20,35 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+
+def _apps_from_here(
+    _ctx: click.Context, _param: click.Parameter, apps: tuple[str, ...]
+) -> tuple[str, ...]:
+    """`--app` imports from the current directory, as `python -m` and other tools do
+    (the `exportd` script's own directory is first on `sys.path` otherwise); a module
+    that does not import is a usage error, told now."""
+    if not apps:
+        return apps
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    from exportd.exporters import load_app
+
+    for target in apps:
+        try:
+            load_app(target)
+        except (ImportError, AttributeError) as exc:
+            raise click.BadParameter(f"cannot import {target!r}: {exc}") from None
+    return apps
+
+
 app_option = click.option(
     "--app",
     "apps",
     multiple=True,
     metavar="MODULE[:OBJECT]",
-    help="Import this module so its @exporter functions register (repeatable).",
+    callback=_apps_from_here,
+    help="Import this module (from the current directory or sys.path) so its @exporter "
+    "functions register (repeatable).",
 )
 
 
@@ -51,7 +74,17 @@ def _logging(verbose: bool) -> ObservabilitySettings:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="exportd")
 def cli() -> None:
-    """exportd: durable background export jobs."""
+    """exportd: durable background export jobs.
+
+    \b
+    Start here:
+      exportd exporters                          what can be exported, with its params
+      exportd export synthetic -p rows=1000      export in this process, no server needed
+      exportd serve                              run the server (it prints an admin token)
+      export EXPORTD_URL=http://127.0.0.1:8000 EXPORTD_TOKEN=exd_...
+      exportd export synthetic -p rows=1000      the same export, on the server
+      exportd jobs list                          the jobs (on the server, or the local store)
+    """
 
 
 @cli.command()
@@ -90,19 +123,21 @@ def serve(
     import uvicorn
 
     from exportd.api import create_app
+    from exportd.cli.stores import StoreLocation
     from exportd.exporters.sources import check_sources_at_start
     from exportd.observability.logs import resolve_format
     from exportd.runtime import Runtime
 
     observability = _logging(verbose)
     settings = _settings(host=host, port=port, concurrency=concurrency, grace_seconds=grace)
+    new = not StoreLocation.of(settings).exists
     runtime = Runtime.open(settings, apps=apps)
     token = runtime.bootstrap_admin_token()
     slots = 0 if no_workers else settings.concurrency
     if resolve_format(observability.log_format, sys.stderr) == "json":
         _banner_line(runtime, token, slots)
     else:
-        _banner(runtime, token, slots)
+        _banner(runtime, token, slots, new_store=new)
     check_sources_at_start(settings)
     app = create_app(runtime, workers=not no_workers, observability=observability)
     uvicorn.run(
@@ -130,13 +165,13 @@ def _banner_line(runtime: Any, token: str | None, slots: int) -> None:
     logging.getLogger("exportd").info("exportd is serving", extra=fields)
 
 
-def _banner(runtime: Any, token: str | None, slots: int) -> None:
+def _banner(runtime: Any, token: str | None, slots: int, *, new_store: bool = False) -> None:
     settings = runtime.settings
     url = f"http://{settings.host}:{settings.port}"
     database = runtime.store.engine.url.render_as_string(hide_password=True)
     lines = [
         f"exportd is serving on {url}  (API docs: {url}/docs)",
-        f"  job store: {database}",
+        f"  job store: {database}" + ("  (new: created now)" if new_store else ""),
         f"  artifacts: {settings.resolved_storage_url()}",
         f"  worker slots in this process: {slots}",
     ]
@@ -197,12 +232,12 @@ def worker(
     EXPORTD_OWNER_RUNNING_CAP, EXPORTD_RETRY_BASE_SECONDS, EXPORTD_RETRY_CAP_SECONDS and
     EXPORTD_POLL_INTERVAL.
     """
+    from exportd.cli.stores import open_runtime
     from exportd.exporters.sources import check_sources_at_start
-    from exportd.runtime import Runtime
 
     observability = _logging(verbose)
     settings = _settings(concurrency=concurrency, grace_seconds=grace)
-    runtime = Runtime.open(settings, apps=apps, migrate=False)
+    runtime = open_runtime(settings, apps=apps, migrate=False)
     check_sources_at_start(settings)
     port = metrics_port if metrics_port is not None else observability.metrics_port
     if port is not None:
@@ -236,16 +271,20 @@ def _serve_metrics(host: str, port: int) -> None:
 @cli.command()
 def migrate() -> None:
     """Bring the job store schema (EXPORTD_DATABASE_URL) up to date."""
+    from exportd.cli.stores import StoreLocation, say_store
     from exportd.store import open_store
 
     settings = Settings()
+    where = StoreLocation.of(settings)
+    new = not where.exists
     settings.ensure_home()
     store = open_store(settings.resolved_database_url())
     store.migrate()
+    say_store(where, new=new)
     click.echo(f"schema is current ({store.engine.url.render_as_string(hide_password=True)})")
 
 
-@cli.command()
+@cli.command(short_help="Sweep leftover files, expired exports and old jobs once.")
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
 @click.option(
     "--grace",
@@ -259,24 +298,27 @@ def cleanup(dry_run: bool, grace: float | None) -> None:
     refers to, rows whose files are gone, the files of expired exports, jobs past their
     retention and old progress events (`exportd serve` and every worker also sweep on
     their own); for cron, or after a crash."""
-    from exportd.runtime import Runtime
+    from exportd.cli.stores import open_runtime
 
-    runtime = Runtime.open(_settings(sweep_grace_seconds=grace))
+    runtime = open_runtime(_settings(sweep_grace_seconds=grace))
     report = runtime.sweeper().sweep(force=True, dry_run=dry_run)
     click.echo(report.summary(dry_run))
     if report.skipped:
         click.echo(f"skipped (another process is sweeping): {', '.join(report.skipped)}")
 
 
-@cli.group()
+@cli.group(short_help="Create, list and revoke API tokens.")
 def token() -> None:
-    """Create, list and revoke API tokens (in the job store of EXPORTD_DATABASE_URL)."""
+    """Create, list and revoke API tokens, in the job store opened here: the SQLite file
+    under EXPORTD_HOME (./.exportd), or EXPORTD_DATABASE_URL. A server accepts the
+    tokens of the store it uses, so run these where `exportd serve` runs, with the same
+    settings; each command says which store it used."""
 
 
 def _store() -> Any:
-    from exportd.runtime import Runtime
+    from exportd.cli.stores import open_runtime
 
-    return Runtime.open(Settings()).store
+    return open_runtime().store
 
 
 @token.command("create")
@@ -330,7 +372,7 @@ def token_revoke(token_id: str) -> None:
     click.echo(f"revoked token {revoked.id} of owner {revoked.owner!r}")
 
 
-from exportd.cli import export, jobs  # noqa: E402, F401  (they register their commands)
+from exportd.cli import export, exporters, jobs  # noqa: E402, F401  (they register their commands)
 
 
 def main() -> None:

@@ -1,44 +1,30 @@
-"""`exportd jobs …`: list, show, watch, cancel, retry, download and remove jobs on a server
-(`--url`/`EXPORTD_URL`, `--token`/`EXPORTD_TOKEN`)."""
+"""`exportd jobs …`: list, show, watch, cancel, retry, download and remove jobs, on a
+server (`--url`/`EXPORTD_URL`, `--token`/`EXPORTD_TOKEN`) or, without a URL, on the
+local job store in this process (`cli.local`), as `exportd export` does."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
 from exportd.cli import cli
+from exportd.cli.errors import EXIT_FAILED
+from exportd.cli.output import FORCE_HELP, OUTPUT_HELP, check_target, save
+from exportd.cli.session import WHERE, Jobs, connect, connection_options
 
 if TYPE_CHECKING:
     # The client (httpx) is imported by the commands that use it: `exportd worker` and
     # `exportd serve` register these commands too and never need it.
-    from exportd.client import Client, ClientError, Job
+    from exportd.client import Job
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-def connection_options(command: F) -> F:
-    """`--url` and `--token`, also read from `EXPORTD_URL` and `EXPORTD_TOKEN`."""
-    command = click.option(
-        "--token",
-        envvar="EXPORTD_TOKEN",
-        default=None,
-        help="API token [env EXPORTD_TOKEN].",
-    )(command)
-    return click.option(
-        "--url",
-        envvar="EXPORTD_URL",
-        default=None,
-        help="Server URL [env EXPORTD_URL, default http://127.0.0.1:8000].",
-    )(command)
+NO_WORKER_HERE = (
+    "note: this job store is used in this process, where no worker runs: a queued job "
+    "moves when `exportd serve` or `exportd worker` runs on the same store."
+)
 
 
 def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -61,29 +47,6 @@ label_option = click.option(
 )
 
 
-def fail(exc: ClientError) -> NoReturn:
-    """Print a client error and exit: 2 for a request the server calls invalid, else 1."""
-    from exportd.client import ApiError, InvalidRequest
-
-    message = f"{exc.code}: {exc.detail}" if isinstance(exc, ApiError) else str(exc)
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_USAGE if isinstance(exc, InvalidRequest) else EXIT_FAILED)
-
-
-@contextmanager
-def connect(url: str | None, token: str | None) -> Iterator[Client]:
-    """A client whose errors end the command with a message and an exit code."""
-    from exportd.client import Client, ClientError
-
-    try:
-        with Client(url, token) as client:
-            yield client
-    except ClientError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
-
-
 def echo_json(value: Any) -> None:
     click.echo(orjson.dumps(value).decode())
 
@@ -100,14 +63,37 @@ def progress_text(job: Job) -> str:
     return f"{percent} {done} {p.unit}".strip()
 
 
+ROW = "{id:<36}  {status:<9}  {exporter:<12}  {progress:<28}  {created}"
+HEADER = ROW.format(
+    id="ID", status="STATUS", exporter="EXPORTER", progress="PROGRESS", created="CREATED"
+)
+
+
 def job_line(job: Job) -> str:
     created = job.created_at.strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""
-    return f"{job.id}  {job.status:<9}  {job.exporter:<12}  {progress_text(job):<28}  {created}"
+    return ROW.format(
+        id=job.id,
+        status=job.status,
+        exporter=job.exporter,
+        progress=progress_text(job),
+        created=created,
+    ).rstrip()
 
 
-@cli.group()
+def note_if_local(jobs: Jobs, job: Job) -> None:
+    """Say that nothing here runs a queued job of the local store."""
+    from exportd.cli.local import LocalJobs
+
+    if isinstance(jobs, LocalJobs) and job.status == "queued":
+        click.echo(NO_WORKER_HERE, err=True)
+
+
+@cli.group(
+    short_help="List, show, watch, cancel, retry, download and remove jobs.",
+    help=f"Export jobs: list, show, watch, cancel, retry, download, rm.\n\n{WHERE}",
+)
 def jobs() -> None:
-    """Export jobs on a server: list, show, watch, cancel, retry, download, rm."""
+    pass
 
 
 @jobs.command("list")
@@ -119,24 +105,25 @@ def jobs() -> None:
     type=click.Choice(["queued", "running", "completed", "failed", "cancelled"]),
     help="Only jobs in this status (repeatable).",
 )
-@click.option("--exporter", default=None)
-@click.option("--batch", "batch_id", default=None)
-@label_option
+@click.option("--exporter", default=None, help="Only jobs of this exporter.")
+@click.option("--batch", "batch_id", default=None, help="Only jobs of this batch.")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
 @click.option("--all", "everything", is_flag=True, help="Every matching job, all pages.")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of jobs.")
+@label_option
 def list_jobs(
     url: str | None,
     token: str | None,
     statuses: tuple[str, ...],
     exporter: str | None,
     batch_id: str | None,
-    label_pairs: tuple[str, ...],
     limit: int,
     everything: bool,
     as_json: bool,
+    label_pairs: tuple[str, ...],
 ) -> None:
-    """List jobs, newest first (with --label, those carrying every label given)."""
+    """List jobs, newest first, under a header (or say there are none); with --label,
+    those carrying every label given."""
     labels = parse_labels(label_pairs)
     with connect(url, token) as client:
         filters: dict[str, Any] = dict(
@@ -146,9 +133,15 @@ def list_jobs(
             found = list(client.iter_jobs(**filters, page_size=200))
         else:
             found = list(client.list(**filters, limit=limit).items)
+        where = client.url
     if as_json:
         echo_json([job_json(j) for j in found])
         return
+    if not found:
+        matching = " matching the filters" if statuses or exporter or batch_id or labels else ""
+        click.echo(f"no jobs{matching} ({where})")
+        return
+    click.echo(HEADER.rstrip())
     for job in found:
         click.echo(job_line(job))
 
@@ -156,7 +149,7 @@ def list_jobs(
 @jobs.command("show")
 @connection_options
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The job as the API's JSON.")
 def show(url: str | None, token: str | None, job_id: str, as_json: bool) -> None:
     """Show one job."""
     with connect(url, token) as client:
@@ -224,7 +217,10 @@ def watch(
     """Follow a job until it ends; exit 0 if it completed, 1 otherwise."""
     last: Job | None = None
     with connect(url, token) as client:
-        for last in client.watch(job_id, stall_timeout=stall_timeout, timeout=timeout):
+        snapshots = client.watch(job_id, stall_timeout=stall_timeout, timeout=timeout)
+        for seen, last in enumerate(snapshots):
+            if seen == 0 and not as_json:
+                note_if_local(client, last)
             if as_json:
                 echo_json(job_json(last))
             else:
@@ -258,6 +254,7 @@ def retry(url: str | None, token: str | None, job_id: str) -> None:
     """Queue a failed or cancelled job again."""
     with connect(url, token) as client:
         job = client.retry(job_id)
+        note_if_local(client, job)
     click.echo(f"{job.id}  {job.status}")
 
 
@@ -275,19 +272,24 @@ def remove(url: str | None, token: str | None, job_ids: tuple[str, ...]) -> None
 @jobs.command("download")
 @connection_options
 @click.argument("job_id")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(),
-    default=".",
-    help="File or directory to write to [default: the file's name, here].",
-)
+@click.option("-o", "--output", type=click.Path(), default=None, help=OUTPUT_HELP)
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--name", default=None, help="Which file, for jobs with several.")
 def download(
-    url: str | None, token: str | None, job_id: str, output: str, name: str | None
+    url: str | None,
+    token: str | None,
+    job_id: str,
+    output: str | None,
+    force: bool,
+    name: str | None,
 ) -> None:
-    """Download a completed job's file, resuming a .part and verifying its sha256."""
+    """Download a completed job's file and verify its sha256.
+
+    A transfer broken off resumes from the `.part` file it left.
+    """
+    target = check_target(output, force=force)
     with connect(url, token) as client:
-        result = client.download(job_id, output, name=name)
+        result = save(client, client.get(job_id), target, name, lambda _done, _total: None)
     click.echo(f"{result.artifact.size:,} bytes, sha256 verified", err=True)
-    click.echo(str(result.path))
+    if not target.to_stdout:
+        click.echo(str(Path(result.path)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,8 +75,13 @@ class Call(Generic[T]):
         try:
             return self.parse(response)
         except (ValueError, KeyError, TypeError) as exc:
+            method, url = _answered(response)
             raise ServerError(
-                response.status_code, "invalid_response", f"unreadable answer: {exc}"
+                response.status_code,
+                "invalid_response",
+                f"unreadable answer: {exc}",
+                method=method,
+                url=url,
             ) from exc
 
 
@@ -126,9 +132,46 @@ def default_headers(token: str | None) -> dict[str, str]:
 
 
 def transport_error(exc: Exception) -> TransportError:
+    """`TransportError` saying in words what went wrong with which URL (never the httpx
+    class name): "cannot reach http://host:8000: connection refused (GET /v1/exports)"."""
     request = getattr(exc, "_request", None)
-    where = f" ({request.method} {request.url})" if request is not None else ""
-    return TransportError(f"{type(exc).__name__}: {exc or 'connection failed'}{where}")
+    reason = transport_reason(exc)
+    if request is None:
+        return TransportError(f"request failed: {reason}", reason=reason)
+    url = request.url
+    if url.scheme not in ("http", "https"):
+        return TransportError(f"cannot use {url}: {reason}", url=str(url), reason=reason)
+    server = f"{url.scheme}://{url.netloc.decode()}"
+    return TransportError(
+        f"cannot reach {server}: {reason} ({request.method} {url.path})",
+        url=str(url),
+        reason=reason,
+    )
+
+
+ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+TRANSPORT_REASONS: tuple[tuple[type[httpx.HTTPError], str], ...] = (
+    (httpx.ConnectTimeout, "timed out connecting"),
+    (httpx.ReadTimeout, "timed out waiting for an answer"),
+    (httpx.WriteTimeout, "timed out sending the request"),
+    (httpx.PoolTimeout, "timed out waiting for a free connection"),
+    (httpx.RemoteProtocolError, "the server closed the connection without a proper answer"),
+    (httpx.UnsupportedProtocol, "the URL must start with http:// or https://"),
+    (httpx.ProxyError, "the proxy refused the connection"),
+    (httpx.ReadError, "the connection broke while reading the answer"),
+    (httpx.WriteError, "the connection broke while sending the request"),
+)
+
+
+def transport_reason(exc: Exception) -> str:
+    """What happened, in words: "connection refused", "timed out connecting"..."""
+    for kind, reason in TRANSPORT_REASONS:
+        if isinstance(exc, kind):
+            return reason
+    text = ERRNO.sub("", str(exc)).strip().rstrip(".")
+    if not text or text == "All connection attempts failed":
+        return "could not connect"
+    return text[0].lower() + text[1:]
 
 
 def api_error(response: httpx.Response) -> ApiError:
@@ -143,11 +186,22 @@ def api_error(response: httpx.Response) -> ApiError:
     code = str(problem.get("code") or _default_code(status))
     detail = str(problem.get("detail") or response.reason_phrase or "error")
     cls = PROBLEM_CLASSES.get(status, ServerError if status >= 500 else ApiError)
+    method, url = _answered(response)
     if cls is RateLimited:
+        retry_after = _seconds(response.headers.get("retry-after"))
         return RateLimited(
-            status, code, detail, problem, retry_after=_seconds(response.headers.get("retry-after"))
+            status, code, detail, problem, method=method, url=url, retry_after=retry_after
         )
-    return cls(status, code, detail, problem)
+    return cls(status, code, detail, problem, method=method, url=url)
+
+
+def _answered(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The method and URL of the request this is the answer to (when known)."""
+    try:
+        request = response.request
+    except RuntimeError:
+        return None, None
+    return request.method, str(request.url)
 
 
 def _default_code(status: int) -> str:

@@ -3,7 +3,9 @@
 ExportdError                      (exportd.errors)
 └── ClientError                   raised by `Client` and `AsyncClient`, never a raw httpx error
     ├── TransportError            the server could not be reached or the connection broke
-    ├── ApiError                  the server answered with a problem (status, code, detail)
+    │                             (`url`, and `reason` in words: "connection refused")
+    ├── ApiError                  the server answered with a problem (status, code, detail,
+    │                             `field_errors`, and the `method` and `url` it answered)
     │   ├── InvalidRequest        400, 422: bad params, format, exporter...
     │   ├── Unauthorized          401: missing, unknown or revoked token
     │   ├── Forbidden             403
@@ -60,20 +62,64 @@ class ClientError(ExportdError):
 
 class TransportError(ClientError):
     """The request did not get an answer: connection refused or broken, timeout, protocol
-    error. The httpx error is the `__cause__`."""
+    error. `url` is where it was sent, `reason` says what happened in words; the httpx
+    error is the `__cause__`."""
+
+    def __init__(self, message: str, *, url: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason or message
+
+
+LOCATION_SOURCES = ("body", "query", "path", "header", "cookie")
 
 
 class ApiError(ClientError):
-    """The server answered with an `application/problem+json` error."""
+    """The server answered with an `application/problem+json` error. Its text gives each
+    invalid field's reason (from the problem's `errors`) and, for a 404, the URL that
+    answered."""
 
     def __init__(
-        self, status: int, code: str, detail: str, problem: dict[str, Any] | None = None
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        problem: dict[str, Any] | None = None,
+        *,
+        method: str | None = None,
+        url: str | None = None,
     ) -> None:
-        super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
         self.problem: dict[str, Any] = problem or {}
+        self.method = method
+        self.url = url
+        answered = f" ({method} {url})" if status == 404 and url else ""
+        super().__init__(f"{status} {code}: {self.reason}{answered}")
+
+    @property
+    def field_errors(self) -> list[tuple[str, str]]:
+        """`(field, reason)` for each entry of the problem's `errors`, the field dotted
+        without where it came from: `("params.rows", "Input should be ...")`."""
+        found = self.problem.get("errors")
+        pairs: list[tuple[str, str]] = []
+        for error in found if isinstance(found, list) else []:
+            if isinstance(error, dict):
+                loc = [str(part) for part in error.get("loc") or ()]
+                if len(loc) > 1 and loc[0] in LOCATION_SOURCES:
+                    loc = loc[1:]
+                pairs.append((".".join(loc) or "request", str(error.get("msg") or "invalid")))
+        return pairs
+
+    @property
+    def reason(self) -> str:
+        """The detail, with each field's reason when the detail does not say it already."""
+        reasons = [f"{field}: {msg}" for field, msg in self.field_errors]
+        if all(reason in self.detail for reason in reasons):
+            return self.detail
+        summary = self.detail.partition(":")[0].strip() or self.code
+        return f"{summary}: {'; '.join(reasons)}"
 
 
 class InvalidRequest(ApiError):
@@ -110,9 +156,11 @@ class RateLimited(ApiError):
         detail: str,
         problem: dict[str, Any] | None = None,
         *,
+        method: str | None = None,
+        url: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(status, code, detail, problem)
+        super().__init__(status, code, detail, problem, method=method, url=url)
         self.retry_after = retry_after
 
 

@@ -40,14 +40,21 @@ BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 class DocumentParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    template: Annotated[str, Field(pattern=TEMPLATE_NAME)] = "report"
-    title: str = "Report"
-    data: dict[str, Any] = Field(default_factory=dict)
-    source: str | None = None
-    query: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    max_rows: Annotated[int, Field(ge=1, le=100_000)] = 10_000
-    page_size: Literal["A4", "letter"] = "A4"
+    template: Annotated[str, Field(pattern=TEMPLATE_NAME)] = Field(
+        default="report",
+        description="`report`, `resume`, or a template of EXPORTD_TEMPLATES_DIR",
+    )
+    title: str = Field(default="Report", description="the document's title")
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="what the template shows (see its reference)"
+    )
+    source: str | None = Field(default=None, description="a SQL source, for `rows`")
+    query: str | None = Field(default=None, description="a named query of `source`")
+    params: dict[str, Any] = Field(default_factory=dict, description="the query's params")
+    max_rows: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=10_000, description="more rows than this fail the export"
+    )
+    page_size: Literal["A4", "letter"] = Field(default="A4", description="for pdf")
 
     @model_validator(mode="after")
     def _query_needs_source(self) -> DocumentParams:

@@ -58,11 +58,17 @@ ColumnType = Literal[
 class Column(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: ColumnType
+    type: ColumnType = Field(description="what the column holds")
     options: list[str] | None = Field(default=None, description="values for `choice`")
-    min: float | None = None
-    max: float | None = None
-    null_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    min: float | None = Field(
+        default=None, description="smallest value of int, float, decimal, date, timestamp"
+    )
+    max: float | None = Field(
+        default=None, description="largest value of int, float, decimal, date, timestamp"
+    )
+    null_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0, description="share of the rows where the value is null"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Column:
@@ -94,10 +100,15 @@ DEFAULT_COLUMNS: dict[str, Column | ColumnType] = {
 class SyntheticParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rows: Annotated[int, Field(ge=0, le=MAX_ROWS)] = 1000
-    seed: int = 0
+    rows: Annotated[int, Field(ge=0, le=MAX_ROWS)] = Field(
+        default=1000, description="how many rows to make"
+    )
+    seed: int = Field(default=0, description="the same seed gives the same rows")
     columns: dict[str, Column | ColumnType] = Field(
-        default_factory=lambda: dict(DEFAULT_COLUMNS), min_length=1
+        default_factory=lambda: dict(DEFAULT_COLUMNS),
+        min_length=1,
+        description="name -> a type (`int`, `email`...) or {type, options, min, max, "
+        "null_fraction}; default: an orders table",
     )
 
     def column_specs(self) -> dict[str, Column]:
