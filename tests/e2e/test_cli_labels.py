@@ -51,6 +51,6 @@ def test_labels_in_process(tmp_path: Path) -> None:
     store.dispose()
     assert job.labels == {"doc": "9"}
     bad = exportd("export", "synthetic", "--label", "no spaces=1", env=env, cwd=tmp_path)
-    assert bad.returncode == 2 and "--label" in bad.stderr
+    assert bad.returncode == 2 and "labels.no spaces" in bad.stderr
     shapeless = exportd("export", "synthetic", "--label", "doc", env=env, cwd=tmp_path)
     assert shapeless.returncode == 2 and "is not KEY=VALUE" in shapeless.stderr

@@ -122,8 +122,9 @@ def list_jobs(
     as_json: bool,
     label_pairs: tuple[str, ...],
 ) -> None:
-    """List jobs, newest first, under a header (or say there are none); with --label,
-    those carrying every label given."""
+    """List jobs, newest first (says so when there are none).
+
+    Under a header; with --label, only the jobs carrying every label given."""
     labels = parse_labels(label_pairs)
     with connect(url, token) as client:
         filters: dict[str, Any] = dict(
@@ -187,7 +188,10 @@ def show(url: str | None, token: str | None, job_id: str, as_json: bool) -> None
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def history(url: str | None, token: str | None, job_id: str, as_json: bool) -> None:
-    """A job's events, oldest first: what happened, when, and who caused it."""
+    """Show a job's events and who caused each.
+
+    Oldest first: what happened, when, and who caused it (a token's owner/name, or the
+    worker)."""
     with connect(url, token) as client:
         for entry in client.iter_history(job_id):
             if as_json:
