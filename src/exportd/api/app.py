@@ -17,6 +17,7 @@ from exportd.api import (
     routes_files,
     routes_meta,
     routes_usage,
+    routes_webhooks,
 )
 from exportd.api.limits import BodySizeLimit
 from exportd.events import EventHub
@@ -41,7 +42,8 @@ async def sweep_periodically(runtime: Runtime) -> None:
 
 
 def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
-    """The API; with `workers`, this process also runs `settings.concurrency` job slots."""
+    """The API; with `workers`, this process also runs `settings.concurrency` job slots.
+    It always sends the outbox (webhooks, e-mail) unless `EXPORTD_DELIVERY_CONCURRENCY=0`."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,12 +52,14 @@ def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
         app.state.hub = hub
         if workers:
             runtime.start_worker()
+        runtime.start_deliverer()  # with or without worker slots: some process must send
         sweeper = asyncio.create_task(sweep_periodically(runtime))
         try:
             yield
         finally:
             sweeper.cancel()
             await asyncio.to_thread(runtime.stop_workers)
+            await asyncio.to_thread(runtime.stop_deliverers)
             hub.stop()
 
     app = FastAPI(
@@ -73,6 +77,7 @@ def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
         routes_batches,
         routes_files,
         routes_usage,
+        routes_webhooks,
     ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)

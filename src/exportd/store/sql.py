@@ -4,9 +4,9 @@ The store is assembled from parts, one concern each: `StoreBase` (transactions, 
 translation, retries, events), `AttemptStore` (what workers write), `OwnerActions`
 (cancel, retry, delete, the active-job limit), `UpkeepStore` (shared secrets, sweep
 leases), `LifecycleStore` (usage, quotas, expiry, pruning), `TokenStoreMixin` (API
-tokens, batches); this module adds creating and reading
-jobs. Dialect subclasses provide the atomic claim, transaction start and change
-notification."""
+tokens, batches), `WebhookStore` (endpoints; with `DeliveryStore`, sending the outbox);
+this module adds creating and reading jobs. Dialect subclasses provide the atomic claim,
+transaction start and change notification."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from exportd.store.rows import artifact_from_row, event_from_row, job_from_row
 from exportd.store.schema import artifacts, audit, job_events, job_labels, jobs
 from exportd.store.tokens import Batch, TokenStoreMixin
 from exportd.store.upkeep import UpkeepStore
+from exportd.store.webhooks import WebhookStore
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ class Page:
     next_cursor: str | None
 
 
-class SqlJobStore(TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, AttemptStore):
+class SqlJobStore(
+    WebhookStore, TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, AttemptStore
+):
     # -- creating ----------------------------------------------------------------------
 
     def enqueue(self, new: NewJob, *, active_limit: int | None = None) -> Job:
