@@ -92,7 +92,9 @@ def fail_pending(conn: Connection, webhook_id: str, code: str, text: str) -> int
             outbox.update()
             .where(outbox.c.webhook_id == webhook_id, outbox.c.status == "pending")
             .where(outbox.c.channel == "webhook")
-            .values(status="failed", last_error=f"{code}: {text}", lease_until=None)
+            .values(
+                status="failed", last_error=f"{code}: {text}", lease_until=None, lease_holder=None
+            )
         ).rowcount
     )
 
@@ -191,6 +193,7 @@ class DeliveryStore(StoreBase):
                     status="delivered",
                     delivered_at=attempt.at,
                     lease_until=None,
+                    lease_holder=None,
                     last_status_code=attempt.status_code,
                     last_error=None,
                     history=_history(msg.history, attempt.as_json()),
@@ -219,6 +222,7 @@ class DeliveryStore(StoreBase):
                     status="pending" if retry_at is not None else "failed",
                     next_attempt_at=retry_at or msg.next_attempt_at,
                     lease_until=None,
+                    lease_holder=None,
                     last_status_code=attempt.status_code,
                     last_error=None if error is None else error[:1000],
                     history=_history(msg.history, attempt.as_json()),
