@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import signal
+import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -19,11 +22,12 @@ import sqlalchemy as sa
 from test_api import assert_problem, wait_done
 
 from conftest import LiveServer, free_port, wait_for
+from exportd.config import Settings
 from exportd.delivery.addresses import system_resolver
 from exportd.delivery.signing import new_secret
 from exportd.jobs import NewJob, utcnow
 from exportd.runtime import Runtime
-from exportd.store import SqlJobStore
+from exportd.store import SqlJobStore, open_store
 from exportd.store.schema import outbox, webhooks
 from support.receiver import FakeDns, Received, WebhookReceiver
 
@@ -556,3 +560,41 @@ def test_several_deliverers_send_each_message_exactly_once(
     assert sorted(r.verify(hook.secret)["data"]["id"] for r in got) == sorted(jobs)
     assert {m.attempts for m in store.list_messages("ann", limit=100)[0]} == {1}
     assert len(receiver.snapshot()) == 40
+
+
+@pytest.mark.slow
+def test_a_message_held_by_a_killed_worker_is_delivered_by_the_next_one(
+    settings_for: Callable[..., Settings],
+    spawn_worker: Callable[..., subprocess.Popen[bytes]],
+    receiver: WebhookReceiver,
+) -> None:
+    """`exportd worker` completes a job and starts sending its webhook; it is killed
+    (SIGKILL) while the receiver holds the request. Once the lease runs out the next
+    worker sends the same message, same `webhook-id`, and it is delivered."""
+    settings = settings_for(
+        **{**FAST, "delivery_timeout_seconds": 2.0, "delivery_lease_seconds": 7.0}
+    )
+    store = open_store(settings.resolved_database_url())
+    store.migrate()
+    receiver.hold = threading.Event()
+    hook = store.create_webhook("ann", receiver.url(), [], None, new_secret())
+    store.enqueue(NewJob(owner="ann", exporter="synthetic", params={"rows": 10}))
+    victim = spawn_worker(settings)
+    (held,) = arrivals(receiver, 1, timeout=60)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    receiver.hold.set()
+    row = message_row(store, held.id)
+    assert (row.status, row.attempts) == ("pending", 1) and row.lease_holder is not None
+    spawn_worker(settings)
+    wait_for(lambda: message_row(store, held.id).status == "delivered", 60, what="delivery")
+    got = receiver.snapshot()
+    assert [r.id for r in got] == [held.id, held.id]
+    assert all(r.verifies(hook.secret) for r in got)
+    row = message_row(store, held.id)
+    assert row.attempts == 2
+    assert [(h["code"], h["status_code"]) for h in row.history] == [
+        ("deliverer_lost", None),
+        (None, 204),
+    ]
+    store.dispose()
