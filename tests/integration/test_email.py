@@ -6,25 +6,25 @@ configured, and the owner told when one of its webhooks is disabled."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from test_api import wait_done
-from test_webhooks import (
-    Serve,
-    register,
-    settled,
-    shift_failing_since,
-    serve,  # noqa: F401  (the fixture)
-)
 
 from conftest import free_port, wait_for
+from exportd.runtime import Runtime
+from support.delivery import Serve, register, serving, settled, shift_failing_since
 from support.mailbox import Mail, Mailbox
 from support.receiver import WebhookReceiver
 
 NAME = "Q3 <draft> & co.csv"
+
+
+@pytest.fixture
+def serve(make_runtime: Callable[..., Runtime]) -> Iterator[Serve]:
+    yield from serving(make_runtime)
 
 
 @pytest.fixture

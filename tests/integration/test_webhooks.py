@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from test_api import assert_problem, wait_done
 
-from conftest import LiveServer, free_port, wait_for
+from conftest import free_port, wait_for
 from exportd.config import Settings
 from exportd.delivery.addresses import system_resolver
 from exportd.delivery.signing import new_secret
@@ -29,35 +29,23 @@ from exportd.jobs import NewJob, utcnow
 from exportd.runtime import Runtime
 from exportd.store import SqlJobStore, open_store
 from exportd.store.schema import outbox, webhooks
-from support.receiver import FakeDns, Received, WebhookReceiver
-
-Serve = Callable[..., LiveServer]
-
-FAST = {
-    "webhook_allow_private": True,
-    "webhook_retry_schedule": [0.2, 0.5, 1.0],
-    "delivery_timeout_seconds": 3.0,
-    "delivery_lease_seconds": 10.0,
-}
-"""A test server's delivery settings: loopback receivers allowed, retries in a second."""
+from support.delivery import (
+    FAST,
+    Serve,
+    arrivals,
+    register,
+    serving,
+    settled,
+    shift_failing_since,
+)
+from support.receiver import FakeDns, WebhookReceiver
 
 SMALL = {"exporter": "synthetic", "params": {"rows": 20}, "filename": "orders.csv"}
 
 
 @pytest.fixture
 def serve(make_runtime: Callable[..., Runtime]) -> Iterator[Serve]:
-    """Start `exportd serve` (API, worker slots, deliverer) whose links point at itself."""
-    started: list[LiveServer] = []
-
-    def start(workers: bool = True, **settings: Any) -> LiveServer:
-        server = LiveServer(make_runtime(**{**FAST, **settings}), workers=workers)
-        server.runtime.settings.public_url = server.url
-        started.append(server.start())
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    yield from serving(make_runtime)
 
 
 @pytest.fixture
@@ -65,24 +53,6 @@ def receiver() -> Iterator[WebhookReceiver]:
     found = WebhookReceiver(free_port()).start()
     yield found
     found.stop()
-
-
-def arrivals(receiver: WebhookReceiver, count: int, timeout: float = 30) -> list[Received]:
-    """Wait until `receiver` has at least `count` requests; returns them."""
-
-    def enough() -> list[Received] | None:
-        got = receiver.snapshot()
-        return got if len(got) >= count else None
-
-    found: list[Received] = wait_for(enough, timeout, what=f"{count} webhook requests")
-    return found
-
-
-def register(client: httpx.Client, url: str, **body: Any) -> dict[str, Any]:
-    created = client.post("/v1/webhooks", json={"url": url, **body})
-    assert created.status_code == 201, created.text
-    found: dict[str, Any] = created.json()
-    return found
 
 
 def export(client: httpx.Client, body: dict[str, Any] = SMALL) -> dict[str, Any]:
@@ -94,18 +64,6 @@ def export(client: httpx.Client, body: dict[str, Any] = SMALL) -> dict[str, Any]
 def message_row(store: SqlJobStore, message_id: str) -> Any:
     with store.engine.connect() as conn:
         return conn.execute(sa.select(outbox).where(outbox.c.id == message_id)).one()
-
-
-def settled(client: httpx.Client, message_id: str, *statuses: str) -> dict[str, Any]:
-    """Wait for the delivery `message_id` to reach one of `statuses`."""
-
-    def reached() -> dict[str, Any] | None:
-        page = client.get("/v1/webhooks/deliveries").json()["items"]
-        mine = [d for d in page if d["id"] == message_id]
-        return mine[0] if mine and mine[0]["status"] in statuses else None
-
-    found: dict[str, Any] = wait_for(reached, 30, what=f"delivery {message_id} {statuses}")
-    return found
 
 
 def test_a_completed_export_is_delivered_signed_with_a_link_that_downloads(
@@ -276,16 +234,6 @@ def test_410_disables_the_endpoint_until_it_is_enabled_again(
     again = arrivals(receiver, 2)[1]
     assert again.id == request.id and again.verifies(hook["secret"])
     assert settled(client, request.id, "delivered")["attempt_count"] == 1
-
-
-def shift_failing_since(store: SqlJobStore, webhook_id: str, days: float) -> None:
-    """Pretend the endpoint's deliveries have been failing for `days`."""
-    with store.engine.begin() as conn:
-        conn.execute(
-            webhooks.update()
-            .where(webhooks.c.id == webhook_id)
-            .values(failing_since=utcnow() - timedelta(days=days))
-        )
 
 
 def test_an_endpoint_failing_for_five_days_is_disabled(serve: Serve) -> None:
