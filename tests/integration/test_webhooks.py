@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from test_api import assert_problem, wait_done
 
-from conftest import free_port, wait_for
+from conftest import free_port, settings_env, wait_for
 from exportd.config import Settings
 from exportd.delivery.addresses import system_resolver
 from exportd.delivery.signing import new_secret
@@ -546,3 +548,29 @@ def test_a_message_held_by_a_killed_worker_is_delivered_by_the_next_one(
         (None, 204),
     ]
     store.dispose()
+
+
+DELIVERER = """
+import json, sys
+from exportd.config import Settings
+from exportd.runtime import Runtime
+
+runtime = Runtime.open(Settings())
+runtime.start_deliverer()
+runtime.close(grace=0)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.slow
+def test_a_deliverer_with_nothing_to_send_loads_no_http_client(
+    settings_for: Callable[..., Settings],
+) -> None:
+    """A worker process's deliverer imports httpcore only when a webhook goes out."""
+    env = settings_env(settings_for())
+    done = subprocess.run(
+        [sys.executable, "-c", DELIVERER], env=env, capture_output=True, check=True
+    )
+    loaded = set(json.loads(done.stdout))
+    assert "exportd.delivery.deliverer" in loaded
+    assert not loaded & {"httpcore", "httpx", "h11"}

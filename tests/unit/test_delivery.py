@@ -166,3 +166,12 @@ def test_delivery_settings_are_parsed_and_checked() -> None:
     assert Settings(owner_emails='{"bob": "b@x.test"}').owner_emails == {"bob": "b@x.test"}
     with pytest.raises(ValueError, match="DELIVERY_LEASE_SECONDS"):
         Settings(delivery_timeout_seconds=10, delivery_lease_seconds=30)
+
+
+def test_the_delivery_packages_public_names_resolve() -> None:
+    """Every name in `exportd.delivery.__all__` is importable from the package."""
+    import exportd.delivery as delivery
+
+    assert all(getattr(delivery, name) is not None for name in delivery.__all__)
+    with pytest.raises(AttributeError):
+        delivery.Nothing  # noqa: B018

@@ -184,7 +184,11 @@ class DeliveryStore(StoreBase):
 
     def message_delivered(self, msg: Message, attempt: DeliveryAttempt) -> bool:
         """Mark a claimed message delivered (False: the claim was lost meanwhile); its
-        endpoint's failure streak ends."""
+        endpoint's failure streak ends. Transient store errors are retried: losing
+        this write would send the message again."""
+        return self._retrying(lambda: self._delivered(msg, attempt), f"message {msg.id}")
+
+    def _delivered(self, msg: Message, attempt: DeliveryAttempt) -> bool:
         with self._tx(write=True) as conn:
             done = conn.execute(
                 outbox.update()
@@ -212,7 +216,12 @@ class DeliveryStore(StoreBase):
     ) -> datetime | None:
         """Record a failed attempt: try again at `retry_at`, or never (None). Returns
         since when the message's endpoint has been failing (None for other targets, or
-        when the claim was lost)."""
+        when the claim was lost). Transient store errors are retried."""
+        return self._retrying(lambda: self._failed(msg, attempt, retry_at), f"message {msg.id}")
+
+    def _failed(
+        self, msg: Message, attempt: DeliveryAttempt, retry_at: datetime | None
+    ) -> datetime | None:
         error = f"{attempt.code}: {attempt.error}" if attempt.code else attempt.error
         with self._tx(write=True) as conn:
             done = conn.execute(
