@@ -99,6 +99,16 @@ def fail_pending(conn: Connection, webhook_id: str, code: str, text: str) -> int
     )
 
 
+def lock_endpoint(conn: Connection, msg: Message) -> None:
+    """Lock the message's endpoint row before the message's own: every transaction that
+    writes both (recording an attempt, disabling or deleting the endpoint) takes the
+    endpoint first, so they queue instead of deadlocking."""
+    if msg.webhook_id is not None and msg.channel == "webhook":
+        conn.execute(
+            sa.select(webhooks.c.id).where(webhooks.c.id == msg.webhook_id).with_for_update()
+        )
+
+
 def owner_notice(hook: Any, address: str, job_id: str, now: datetime) -> dict[str, Any]:
     """The e-mail row telling an owner that its endpoint `hook` was disabled."""
     data = {
@@ -190,6 +200,7 @@ class DeliveryStore(StoreBase):
 
     def _delivered(self, msg: Message, attempt: DeliveryAttempt) -> bool:
         with self._tx(write=True) as conn:
+            lock_endpoint(conn, msg)
             done = conn.execute(
                 outbox.update()
                 .where(self._holding(msg))
@@ -224,6 +235,7 @@ class DeliveryStore(StoreBase):
     ) -> datetime | None:
         error = f"{attempt.code}: {attempt.error}" if attempt.code else attempt.error
         with self._tx(write=True) as conn:
+            lock_endpoint(conn, msg)
             done = conn.execute(
                 outbox.update()
                 .where(self._holding(msg))

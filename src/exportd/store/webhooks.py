@@ -124,7 +124,8 @@ class WebhookStore(DeliveryStore):
         """Delete the endpoint; its pending messages fail (`webhook_deleted`), its
         delivery history stays with the jobs'."""
         with self._tx(write=True) as conn:
-            if conn.execute(self._webhook_query(webhook_id, owner)).first() is None:
+            locked = self._webhook_query(webhook_id, owner).with_for_update()
+            if conn.execute(locked).first() is None:
                 return False
             fail_pending(conn, webhook_id, "webhook_deleted", "the webhook was deleted")
             conn.execute(webhooks.delete().where(webhooks.c.id == webhook_id))
