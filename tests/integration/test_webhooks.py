@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,12 +22,15 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import trustme
 from test_api import assert_problem, wait_done
 
 from conftest import free_port, settings_env, wait_for
 from exportd.config import Settings
-from exportd.delivery.addresses import system_resolver
+from exportd.delivery.addresses import AddressGuard, system_resolver
+from exportd.delivery.http import HttpSender
 from exportd.delivery.signing import new_secret
+from exportd.errors import DeliveryError
 from exportd.jobs import NewJob, utcnow
 from exportd.runtime import Runtime
 from exportd.store import SqlJobStore, open_store
@@ -574,3 +578,30 @@ def test_a_deliverer_with_nothing_to_send_loads_no_http_client(
     loaded = set(json.loads(done.stdout))
     assert "exportd.delivery.deliverer" in loaded
     assert not loaded & {"httpcore", "httpx", "h11"}
+
+
+def test_https_connects_to_the_checked_address_with_the_names_sni_and_certificate() -> None:
+    """Over TLS the sender connects to the address the guard resolved, yet sends the
+    URL's name as SNI and checks the certificate against it: a certificate for the name
+    is accepted, one for another name is refused."""
+    ca = trustme.CA()
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    dns = FakeDns({"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]})
+    sender = HttpSender(AddressGuard(True, dns), timeout=5, ssl_context=trusted)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("hooks.example.test").configure_cert(served)
+    receiver = WebhookReceiver(free_port(), tls=served).start()
+    try:
+        answer = sender.post(receiver.url(host="hooks.example.test"), {"webhook-id": "m"}, b"{}")
+        assert answer.status == 204
+        with pytest.raises(DeliveryError) as refused:
+            sender.post(receiver.url(host="other.example.test"), {"webhook-id": "n"}, b"{}")
+    finally:
+        sender.close()
+        receiver.stop()
+    assert refused.value.code == "connect_error" and "certificate" in refused.value.message
+    assert [r.headers["webhook-id"] for r in receiver.snapshot()] == ["m"]
+    assert receiver.snapshot()[0].headers["host"] == f"hooks.example.test:{receiver.port}"
+    assert receiver.sni[:2] == ["hooks.example.test", "other.example.test"]
+    assert dns.lookups == ["hooks.example.test", "other.example.test"]

@@ -3,6 +3,7 @@ and answers as the test scripts it; `FakeDns`: a resolver whose answers a test s
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,17 +47,24 @@ class WebhookReceiver:
     port: int
     answers: list[Answer] = field(default_factory=list)
     hold: threading.Event | None = None
+    tls: ssl.SSLContext | None = None
+    """Serve HTTPS with this context; the names clients send as SNI land in `sni`."""
     received: list[Received] = field(default_factory=list)
+    sni: list[str | None] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}{path}"
 
     def start(self) -> WebhookReceiver:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
         server.daemon_threads = True
+        if self.tls is not None:
+            self.tls.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return self

@@ -72,10 +72,19 @@ class HttpResponse:
 class HttpSender:
     """Thread-safe; one per deliverer."""
 
-    def __init__(self, guard: AddressGuard, *, timeout: float = 15.0, connections: int = 16):
+    def __init__(
+        self,
+        guard: AddressGuard,
+        *,
+        timeout: float = 15.0,
+        connections: int = 16,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`ssl_context` defaults to the system's trust store, verifying certificates
+        against the URL's host name."""
         self.timeout = timeout
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl.create_default_context(),
+            ssl_context=ssl_context or ssl.create_default_context(),
             max_connections=connections,
             keepalive_expiry=30.0,
             network_backend=GuardedBackend(guard),
