@@ -1,19 +1,13 @@
 """Webhooks through the durable outbox, against a real HTTP receiver on a loopback port
 that verifies every request with the `standardwebhooks` library: endpoints and their
 secrets, signed deliveries with a working download link, retries under one id, 410 and
-long failure streaks disabling an endpoint, Retry-After, rotation, redelivery, listings,
-owner isolation and SSRF refusals at creation and at delivery."""
+long failure streaks disabling an endpoint, Retry-After, rotation, redelivery, listings
+and owner isolation."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import signal
-import ssl
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -21,32 +15,24 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
-import trustme
-from test_api import assert_problem, wait_done
+from test_api import assert_problem
 
-from conftest import free_port, settings_env, wait_for
-from exportd.config import Settings
-from exportd.delivery.addresses import AddressGuard, system_resolver
-from exportd.delivery.http import HttpSender
-from exportd.delivery.signing import new_secret
-from exportd.errors import DeliveryError
-from exportd.jobs import NewJob, utcnow
+from conftest import free_port, wait_for
+from exportd.jobs import utcnow
 from exportd.runtime import Runtime
-from exportd.store import SqlJobStore, open_store
-from exportd.store.schema import outbox, webhooks
+from exportd.store.schema import webhooks
 from support.delivery import (
-    FAST,
+    SMALL,
     Serve,
     arrivals,
+    export,
+    message_row,
     register,
     serving,
     settled,
     shift_failing_since,
 )
-from support.receiver import FakeDns, WebhookReceiver
-
-SMALL = {"exporter": "synthetic", "params": {"rows": 20}, "filename": "orders.csv"}
+from support.receiver import WebhookReceiver
 
 
 @pytest.fixture
@@ -59,17 +45,6 @@ def receiver() -> Iterator[WebhookReceiver]:
     found = WebhookReceiver(free_port()).start()
     yield found
     found.stop()
-
-
-def export(client: httpx.Client, body: dict[str, Any] = SMALL) -> dict[str, Any]:
-    created = client.post("/v1/exports", json=body)
-    assert created.status_code == 202, created.text
-    return wait_done(client, created.json()["id"])
-
-
-def message_row(store: SqlJobStore, message_id: str) -> Any:
-    with store.engine.connect() as conn:
-        return conn.execute(sa.select(outbox).where(outbox.c.id == message_id)).one()
 
 
 def test_a_completed_export_is_delivered_signed_with_a_link_that_downloads(
@@ -138,49 +113,6 @@ def test_endpoints_belong_to_their_owner_and_admins_see_all(
     assert_problem(ann.get(f"/v1/webhooks/{hook['id']}"), 404, "not_found")
 
 
-def test_creation_refuses_urls_that_resolve_to_forbidden_addresses(serve: Serve) -> None:
-    """With SSRF protection on, loopback, private, link-local, metadata, CGNAT and IPv6
-    loopback or mapped forms are refused at creation, for endpoints and for a job's
-    notify URL; a name with a mixed DNS answer is refused whole."""
-    server = serve(workers=False, webhook_allow_private=False)
-    dns = FakeDns({"mixed.example.test": ["93.184.215.14", "10.0.0.1"]})
-    server.runtime.guard.resolver = dns
-    client = server.client(server.token("ann"))
-    for url in (
-        "http://127.0.0.1/hook",
-        "http://10.1.2.3/hook",
-        "http://192.168.0.10:8080/hook",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://100.64.0.1/hook",
-        "http://[::1]:9000/hook",
-        "http://[::ffff:127.0.0.1]/hook",
-        "http://[fd00:ec2::254]/hook",
-        "http://0.0.0.0/hook",
-        "http://mixed.example.test/hook",
-    ):
-        body = assert_problem(
-            client.post("/v1/webhooks", json={"url": url}), 422, "webhook_url_forbidden"
-        )
-        assert "resolves to" in body["detail"]
-    server.runtime.guard.resolver = system_resolver
-    assert_problem(
-        client.post("/v1/webhooks", json={"url": "http://localhost:8080/hook"}),
-        422,
-        "webhook_url_forbidden",
-    )
-    job = client.post(
-        "/v1/exports", json={**SMALL, "notify": {"webhook_url": "http://127.0.0.1/x"}}
-    )
-    assert_problem(job, 422, "webhook_url_forbidden")
-    server.runtime.guard.resolver = dns
-    assert_problem(
-        client.post("/v1/webhooks", json={"url": "http://nowhere.example.test/"}),
-        422,
-        "webhook_url_unresolvable",
-    )
-    assert client.get("/v1/webhooks").json()["items"] == []
-
-
 def test_a_receiver_that_was_down_gets_the_same_message_id_once_it_is_up(
     serve: Serve,
 ) -> None:
@@ -195,7 +127,7 @@ def test_a_receiver_that_was_down_gets_the_same_message_id_once_it_is_up(
 
     def failed_twice() -> Any:
         page = client.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["items"]
-        return page[0] if page and page[0]["attempt_count"] >= 2 else None
+        return page[0] if page and len(page[0]["attempts"]) >= 2 else None
 
     first = wait_for(failed_twice, what="two failed attempts")
     receiver.start()
@@ -335,40 +267,6 @@ def test_a_rotated_secret_signs_with_both_secrets_for_the_grace_period(
     assert after.headers["webhook-signature"].count("v1,") == 1
 
 
-def test_delivery_connects_to_the_checked_address_and_refuses_a_rebound_name(
-    serve: Serve, receiver: WebhookReceiver
-) -> None:
-    """A name that resolved to a public address at creation but resolves to loopback,
-    private, metadata or IPv6 loopback at delivery is refused then (nothing reaches the
-    receiver, no retry); with private addresses allowed, the connection goes to the
-    address the guard resolved, keeping the URL's Host header."""
-    server = serve(webhook_allow_private=False)
-    dns = FakeDns({"hooks.example.test": ["93.184.215.14"]})
-    server.runtime.guard.resolver = dns
-    client = server.client(server.token("ann"))
-    hook = register(client, receiver.url(host="hooks.example.test"))
-    dns.answers["hooks.example.test"] = ["127.0.0.1"]
-    export(client)
-    (first,) = client.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["items"]
-    refused = settled(client, first["id"], "failed")
-    assert refused["attempts"][0]["code"] == "webhook_url_forbidden"
-    for answer in (["10.0.0.7"], ["169.254.169.254"], ["::1"], ["::ffff:127.0.0.1"]):
-        dns.answers["hooks.example.test"] = answer
-        assert client.post(f"/v1/webhooks/deliveries/{first['id']}/redeliver").status_code == 202
-        again = settled(client, first["id"], "failed")
-        assert again["attempts"][-1]["code"] == "webhook_url_forbidden", answer
-        assert answer[0] in again["attempts"][-1]["error"]
-    assert receiver.snapshot() == []
-    server.runtime.guard.allow_private = True
-    dns.answers["hooks.example.test"] = ["127.0.0.1"]
-    looked_up = len(dns.lookups)
-    client.post(f"/v1/webhooks/deliveries/{first['id']}/redeliver")
-    (request,) = arrivals(receiver, 1)
-    assert request.headers["host"] == f"hooks.example.test:{receiver.port}"
-    assert request.verifies(hook["secret"])
-    assert dns.lookups[looked_up:] == ["hooks.example.test"]
-
-
 def test_redelivery_and_the_deliveries_listing(serve: Serve, receiver: WebhookReceiver) -> None:
     """Deliveries are listed newest first in pages with every attempt; a redelivered
     message arrives again under the same id; another owner cannot see or redeliver it."""
@@ -434,174 +332,3 @@ def test_a_job_deleted_before_delivery_is_sent_without_a_link(
     (request,) = arrivals(receiver, 1)
     data = request.verify(hook["secret"])["data"]
     assert data["id"] == job["id"] and data["download"] is None
-
-
-def completed_with_messages(store: SqlJobStore, owner: str, count: int) -> list[str]:
-    """Complete `count` jobs of `owner` through the store; returns their job ids."""
-    from exportd.jobs import Artifact, Progress
-
-    done = []
-    for _ in range(count):
-        store.enqueue(NewJob(owner=owner, exporter="synthetic", params={"rows": 1}))
-        claim = store.claim("w", lease_seconds=60, owner_cap=100)
-        assert claim is not None
-        key = f"{owner}/{claim.job.id}/{claim.token}/f.csv"
-        art = Artifact(claim.job.id, "f.csv", key, 1, "a" * 64, "text/csv")
-        store.complete(claim, [art], Progress(1, 1))
-        done.append(claim.job.id)
-    return done
-
-
-def test_a_claimed_message_is_exclusive_until_its_lease_runs_out(store: SqlJobStore) -> None:
-    """A second deliverer cannot claim a held message; once the lease has run out it
-    takes it back (the lost attempt recorded), and the first holder's late write is
-    refused by the fence."""
-    from exportd.store.deliveries import DeliveryAttempt
-
-    hook = store.create_webhook("ann", "https://example.test/h", [], None, new_secret())
-    completed_with_messages(store, "ann", 1)
-    (held,) = store.claim_messages("a", 10, lease_seconds=60, max_attempts=8)
-    assert (held.webhook_id, held.attempts, held.lease_holder) == (hook.id, 1, "a")
-    assert store.claim_messages("b", 10, lease_seconds=60, max_attempts=8) == []
-    with store.engine.begin() as conn:
-        conn.execute(outbox.update().values(lease_until=utcnow() - timedelta(seconds=1)))
-    (taken,) = store.claim_messages("b", 10, lease_seconds=60, max_attempts=8)
-    assert (taken.id, taken.attempts, taken.lease_holder) == (held.id, 2, "b")
-    assert [h["code"] for h in taken.history] == ["deliverer_lost"]
-    late = DeliveryAttempt(1, utcnow(), 5, 204)
-    assert store.message_delivered(held, late) is False
-    assert store.message_delivered(taken, DeliveryAttempt(2, utcnow(), 5, 204)) is True
-    assert store.get_message(held.id, "ann").status == "delivered"  # type: ignore[union-attr]
-    assert store.get_message(held.id, "bob") is None
-
-
-def test_disabling_an_endpoint_fails_its_pending_messages_only(store: SqlJobStore) -> None:
-    """Disabling one endpoint fails its pending messages, in flight or not, and leaves
-    other endpoints' messages pending; a message of a deleted endpoint fails too."""
-    gone = store.create_webhook("ann", "https://example.test/gone", [], None, new_secret())
-    kept = store.create_webhook("ann", "https://example.test/kept", [], None, new_secret())
-    completed_with_messages(store, "ann", 2)
-    store.claim_messages("a", 1, lease_seconds=60, max_attempts=8)
-    assert store.disable_webhook(gone.id, "the endpoint answered 410 Gone") is True
-    assert store.disable_webhook(gone.id, "again") is False
-    states = {
-        (m.webhook_id, m.status, (m.last_error or "").split(":")[0])
-        for m in store.list_messages("ann")[0]
-    }
-    assert states == {(gone.id, "failed", "webhook_disabled"), (kept.id, "pending", "")}
-    assert store.delete_webhook(kept.id, "bob") is False
-    assert store.delete_webhook(kept.id, "ann") is True
-    assert {m.status for m in store.list_messages("ann")[0]} == {"failed"}
-
-
-def test_several_deliverers_send_each_message_exactly_once(
-    make_runtime: Callable[..., Runtime], receiver: WebhookReceiver
-) -> None:
-    """Four deliverers, each with its own connections to the one store, drain 40
-    messages: each arrives once, on its first attempt."""
-    runtimes = [make_runtime(**FAST, delivery_concurrency=4) for _ in range(4)]
-    store = runtimes[0].store
-    hook = store.create_webhook("ann", receiver.url(), [], None, new_secret())
-    jobs = completed_with_messages(store, "ann", 40)
-    for runtime in runtimes:
-        runtime.start_deliverer()
-    got = arrivals(receiver, 40)
-    wait_for(
-        lambda: len(store.list_messages("ann", status="delivered", limit=100)[0]) == 40,
-        what="40 delivered messages",
-    )
-    assert sorted(r.id for r in got) == sorted({r.id for r in got})
-    assert sorted(r.verify(hook.secret)["data"]["id"] for r in got) == sorted(jobs)
-    assert {m.attempts for m in store.list_messages("ann", limit=100)[0]} == {1}
-    assert len(receiver.snapshot()) == 40
-
-
-@pytest.mark.slow
-def test_a_message_held_by_a_killed_worker_is_delivered_by_the_next_one(
-    settings_for: Callable[..., Settings],
-    spawn_worker: Callable[..., subprocess.Popen[bytes]],
-    receiver: WebhookReceiver,
-) -> None:
-    """`exportd worker` completes a job and starts sending its webhook; it is killed
-    (SIGKILL) while the receiver holds the request. Once the lease runs out the next
-    worker sends the same message, same `webhook-id`, and it is delivered."""
-    settings = settings_for(
-        **{**FAST, "delivery_timeout_seconds": 2.0, "delivery_lease_seconds": 7.0}
-    )
-    store = open_store(settings.resolved_database_url())
-    store.migrate()
-    receiver.hold = threading.Event()
-    hook = store.create_webhook("ann", receiver.url(), [], None, new_secret())
-    store.enqueue(NewJob(owner="ann", exporter="synthetic", params={"rows": 10}))
-    victim = spawn_worker(settings)
-    (held,) = arrivals(receiver, 1, timeout=60)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    receiver.hold.set()
-    row = message_row(store, held.id)
-    assert (row.status, row.attempts) == ("pending", 1) and row.lease_holder is not None
-    spawn_worker(settings)
-    wait_for(lambda: message_row(store, held.id).status == "delivered", 60, what="delivery")
-    got = receiver.snapshot()
-    assert [r.id for r in got] == [held.id, held.id]
-    assert all(r.verifies(hook.secret) for r in got)
-    row = message_row(store, held.id)
-    assert row.attempts == 2
-    assert [(h["code"], h["status_code"]) for h in row.history] == [
-        ("deliverer_lost", None),
-        (None, 204),
-    ]
-    store.dispose()
-
-
-DELIVERER = """
-import json, sys
-from exportd.config import Settings
-from exportd.runtime import Runtime
-
-runtime = Runtime.open(Settings())
-runtime.start_deliverer()
-runtime.close(grace=0)
-print(json.dumps(sorted(sys.modules)))
-"""
-
-
-@pytest.mark.slow
-def test_a_deliverer_with_nothing_to_send_loads_no_http_client(
-    settings_for: Callable[..., Settings],
-) -> None:
-    """A worker process's deliverer imports httpcore only when a webhook goes out."""
-    env = settings_env(settings_for())
-    done = subprocess.run(
-        [sys.executable, "-c", DELIVERER], env=env, capture_output=True, check=True
-    )
-    loaded = set(json.loads(done.stdout))
-    assert "exportd.delivery.deliverer" in loaded
-    assert not loaded & {"httpcore", "httpx", "h11"}
-
-
-def test_https_connects_to_the_checked_address_with_the_names_sni_and_certificate() -> None:
-    """Over TLS the sender connects to the address the guard resolved, yet sends the
-    URL's name as SNI and checks the certificate against it: a certificate for the name
-    is accepted, one for another name is refused."""
-    ca = trustme.CA()
-    trusted = ssl.create_default_context()
-    ca.configure_trust(trusted)
-    dns = FakeDns({"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]})
-    sender = HttpSender(AddressGuard(True, dns), timeout=5, ssl_context=trusted)
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("hooks.example.test").configure_cert(served)
-    receiver = WebhookReceiver(free_port(), tls=served).start()
-    try:
-        answer = sender.post(receiver.url(host="hooks.example.test"), {"webhook-id": "m"}, b"{}")
-        assert answer.status == 204
-        with pytest.raises(DeliveryError) as refused:
-            sender.post(receiver.url(host="other.example.test"), {"webhook-id": "n"}, b"{}")
-    finally:
-        sender.close()
-        receiver.stop()
-    assert refused.value.code == "connect_error" and "certificate" in refused.value.message
-    assert [r.headers["webhook-id"] for r in receiver.snapshot()] == ["m"]
-    assert receiver.snapshot()[0].headers["host"] == f"hooks.example.test:{receiver.port}"
-    assert receiver.sni[:2] == ["hooks.example.test", "other.example.test"]
-    assert dns.lookups == ["hooks.example.test", "other.example.test"]

@@ -8,12 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
+from test_api import wait_done
 
 from conftest import LiveServer, wait_for
 from exportd.jobs import utcnow
 from exportd.runtime import Runtime
 from exportd.store import SqlJobStore
-from exportd.store.schema import webhooks
+from exportd.store.schema import outbox, webhooks
 from support.receiver import Received, WebhookReceiver
 
 Serve = Callable[..., LiveServer]
@@ -25,6 +27,8 @@ FAST = {
     "delivery_lease_seconds": 10.0,
 }
 """A test server's delivery settings: loopback receivers allowed, retries in a second."""
+
+SMALL = {"exporter": "synthetic", "params": {"rows": 20}, "filename": "orders.csv"}
 
 
 def serving(make_runtime: Callable[..., Runtime]) -> Iterator[Serve]:
@@ -81,3 +85,14 @@ def shift_failing_since(store: SqlJobStore, webhook_id: str, days: float) -> Non
             .where(webhooks.c.id == webhook_id)
             .values(failing_since=utcnow() - timedelta(days=days))
         )
+
+
+def export(client: httpx.Client, body: dict[str, Any] = SMALL) -> dict[str, Any]:
+    created = client.post("/v1/exports", json=body)
+    assert created.status_code == 202, created.text
+    return wait_done(client, created.json()["id"])
+
+
+def message_row(store: SqlJobStore, message_id: str) -> Any:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(outbox).where(outbox.c.id == message_id)).one()
