@@ -109,12 +109,17 @@ class Dispatcher:
 
     def _disable(self, msg: Message, reason: str) -> None:
         assert msg.webhook_id is not None
-        address = self.owner_emails.get(msg.owner) if self.smtp is not None else None
+        address = self.owner_emails.get(msg.owner)
+        if address is None:
+            told = "no address for the owner in EXPORTD_OWNER_EMAILS"
+        elif self.smtp is None:
+            address, told = None, "EXPORTD_SMTP_URL is not set, so the owner is not e-mailed"
+        else:
+            told = f"e-mailing {address}"
         disabled = self.store.disable_webhook(
             msg.webhook_id, reason, notice_to=address, job_id=msg.job_id
         )
         if disabled:
-            told = f"e-mailing {address}" if address else "no owner address to e-mail"
             log.warning(
                 "webhook %s of %s disabled: %s (%s)", msg.webhook_id, msg.owner, reason, told
             )
