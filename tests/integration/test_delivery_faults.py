@@ -171,3 +171,20 @@ def test_a_deliverer_with_nothing_to_send_loads_no_http_client(
     loaded = set(json.loads(done.stdout))
     assert "exportd.delivery.deliverer" in loaded
     assert not loaded & {"httpcore", "httpx", "h11"}
+
+
+def test_a_deliverer_wakes_when_another_process_writes_a_message(
+    make_runtime: Callable[..., Runtime], receiver: WebhookReceiver
+) -> None:
+    """A deliverer polling only once a minute still sends at once a message that
+    another store connection wrote: PostgreSQL LISTEN, or SQLite's change counter."""
+    runtime = make_runtime(**FAST, poll_interval=60.0)
+    other = open_store(runtime.settings.resolved_database_url())
+    try:
+        hook = other.create_webhook("ann", receiver.url(), [], None, new_secret())
+        runtime.start_deliverer()
+        completed_with_messages(other, "ann", 1)
+        (request,) = arrivals(receiver, 1, timeout=20)
+    finally:
+        other.dispose()
+    assert request.verifies(hook.secret)
