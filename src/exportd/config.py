@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import orjson
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from exportd.errors import ConfigurationError
 
@@ -41,8 +42,28 @@ def parse_size(value: Any) -> Any:
     return int(float(number) * (1000 if decimal else 1024) ** power)
 
 
+def parse_schedule(value: Any) -> Any:
+    """Delays as a list, or text such as `5s,5m,30m,2h` (brackets allowed)."""
+    if not isinstance(value, str):
+        return value
+    items = [item for item in value.strip().strip("[]()").split(",") if item.strip()]
+    return [parse_duration(item) for item in items]
+
+
+def parse_owner_emails(value: Any) -> Any:
+    """A map as JSON (`{"alice": "alice@example.com"}`) or `alice=a@x.org,bob=b@y.org`."""
+    if not isinstance(value, str):
+        return value
+    if value.strip().startswith("{"):
+        return orjson.loads(value)
+    pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+    return {owner.strip(): address.strip() for owner, _, address in pairs}
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+Schedule = Annotated[list[Annotated[float, Field(ge=0)]], NoDecode, BeforeValidator(parse_schedule)]
+OwnerEmails = Annotated[dict[str, str], NoDecode, BeforeValidator(parse_owner_emails)]
 
 
 class Settings(BaseSettings):
@@ -119,6 +140,57 @@ class Settings(BaseSettings):
     )
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     event_poll_interval: float = Field(default=0.1, gt=0, description="SSE fallback polling")
+
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="the base of links in webhooks and e-mails; default http://{host}:{port}",
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="allow webhook URLs on private, loopback, link-local addresses"
+    )
+    webhook_retry_schedule: Schedule = Field(
+        default=[5, 300, 1800, 7200, 18000, 36000, 36000],
+        min_length=1,
+        max_length=20,
+        description="delays before each retry of a failed message (jittered ±15 %)",
+    )
+    webhook_secret_grace: Duration = Field(
+        default=86400, ge=0, description="how long a rotated-out secret still signs (1d)"
+    )
+    webhook_disable_after: Duration = Field(
+        default=5 * 86400, gt=0, description="an endpoint failing this long is disabled (5d)"
+    )
+    webhook_max_per_owner: int = Field(default=20, ge=1)
+    delivery_concurrency: int = Field(
+        default=8, ge=0, le=64, description="messages sent at once per process; 0: none here"
+    )
+    delivery_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="per connect, write, read of one send"
+    )
+    delivery_lease_seconds: float = Field(
+        default=120.0, gt=0, description="how long a process holds a message it sends"
+    )
+    smtp_url: str | None = Field(
+        default=None, description="smtp://user:pass@host:port[?starttls=true] or smtps://…"
+    )
+    mail_from: str = Field(default="exportd@localhost", max_length=320)
+    owner_emails: OwnerEmails = Field(
+        default_factory=dict,
+        description="owner -> address, told when one of its webhooks is disabled",
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        if self.delivery_lease_seconds <= 3 * self.delivery_timeout_seconds:
+            raise ValueError(
+                "EXPORTD_DELIVERY_LEASE_SECONDS must exceed 3 x EXPORTD_DELIVERY_TIMEOUT_SECONDS "
+                "(a send may take a connect, a write and a read timeout)"
+            )
+        return self
+
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def resolved_database_url(self) -> str:
         return normalize_database_url(self.database_url or f"sqlite:///{self.home / 'exportd.db'}")

@@ -18,9 +18,12 @@
     │   │   └── QuotaExceeded       the owner's storage quota is used up
     │   └── RetryableError          retried with backoff until max_attempts
     ├── ExportCancelled             the job was cancelled (or its worker is stopping)
-    └── LinkError                   a signed download link is not valid
-        ├── LinkTampered
-        └── LinkExpired
+    ├── LinkError                   a signed download link is not valid
+    │   ├── LinkTampered
+    │   └── LinkExpired
+    └── DeliveryError               a webhook or e-mail could not be sent
+        └── TargetRefused           a webhook URL that may not be called (scheme, or an
+                                    address SSRF protection forbids, or unresolvable)
 
 Each `JobFailure` carries a stable `code` that ends up on the job's stored error.
 """
@@ -128,3 +131,22 @@ class LinkTampered(LinkError):
 
 class LinkExpired(LinkError):
     pass
+
+
+class DeliveryError(ExportdError):
+    """Sending a webhook or an e-mail failed; `code` is stable, `retryable` says whether
+    a later attempt may succeed."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class TargetRefused(DeliveryError):
+    """A webhook URL exportd will not call: `code` is `invalid_webhook_url`,
+    `webhook_url_forbidden` or `webhook_url_unresolvable`."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(code, message, retryable=retryable)

@@ -6,8 +6,10 @@ import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from exportd.config import Settings
+from exportd.delivery.addresses import AddressGuard
 from exportd.errors import ConfigurationError
 from exportd.exporters import Registry, load_all
 from exportd.jobs import RetryPolicy
@@ -15,6 +17,9 @@ from exportd.storage import ArtifactStorage, open_storage
 from exportd.store import SqliteJobStore, SqlJobStore, open_store
 from exportd.worker import JobRunner, Worker, make_worker_id
 from exportd.worker.sweeper import Sweeper
+
+if TYPE_CHECKING:
+    from exportd.delivery.deliverer import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,10 @@ class Runtime:
     storage: ArtifactStorage
     registry: Registry
     workers: list[Worker] = field(default_factory=list)
+    guard: AddressGuard = field(default_factory=AddressGuard)
+    """SSRF protection for webhook URLs, at creation and at delivery (tests swap its
+    `resolver` to play DNS)."""
+    deliverers: list[Deliverer] = field(default_factory=list)
     _secret: bytes | None = field(default=None, repr=False)
 
     @classmethod
@@ -46,7 +55,8 @@ class Runtime:
             raise ConfigurationError("the job store schema is not current: run `exportd migrate`")
         storage = open_storage(settings.resolved_storage_url())
         storage.attach(store)
-        return cls(settings, store, storage, load_all(apps))
+        guard = AddressGuard(allow_private=settings.webhook_allow_private)
+        return cls(settings, store, storage, load_all(apps), guard=guard)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -123,6 +133,23 @@ class Runtime:
         self.workers.append(worker)
         return worker
 
+    def start_deliverer(self) -> Deliverer | None:
+        """Start sending the outbox from this process (none with
+        `EXPORTD_DELIVERY_CONCURRENCY=0`)."""
+        if self.settings.delivery_concurrency < 1:
+            return None
+        from exportd.delivery.setup import build_deliverer
+
+        deliverer = build_deliverer(self, make_worker_id())
+        deliverer.start()
+        self.deliverers.append(deliverer)
+        return deliverer
+
+    def stop_deliverers(self, grace: float | None = None) -> None:
+        for deliverer in self.deliverers:
+            deliverer.stop(self.settings.grace_seconds if grace is None else grace)
+        self.deliverers.clear()
+
     def stop_workers(self, grace: float | None = None) -> None:
         for worker in self.workers:
             worker.stop(self.settings.grace_seconds if grace is None else grace)
@@ -130,4 +157,5 @@ class Runtime:
 
     def close(self, grace: float | None = None) -> None:
         self.stop_workers(grace)
+        self.stop_deliverers(grace)
         self.store.dispose()

@@ -18,6 +18,7 @@ from exportd.api import (
     routes_history,
     routes_meta,
     routes_usage,
+    routes_webhooks,
 )
 from exportd.api.limits import BodySizeLimit
 from exportd.events import EventHub
@@ -50,6 +51,7 @@ def create_app(
     observability: ObservabilitySettings | None = None,
 ) -> FastAPI:
     """The API; with `workers`, this process also runs `settings.concurrency` job slots.
+    It always sends the outbox (webhooks, e-mail) unless `EXPORTD_DELIVERY_CONCURRENCY=0`.
     `observability` (default: from the environment) says whether `/metrics` is public."""
 
     @asynccontextmanager
@@ -59,12 +61,14 @@ def create_app(
         app.state.hub = hub
         if workers:
             runtime.start_worker()
+        runtime.start_deliverer()  # with or without worker slots: some process must send
         sweeper = asyncio.create_task(sweep_periodically(runtime))
         try:
             yield
         finally:
             sweeper.cancel()
             await asyncio.to_thread(runtime.stop_workers)
+            await asyncio.to_thread(runtime.stop_deliverers)
             hub.stop()
 
     app = FastAPI(
@@ -84,6 +88,7 @@ def create_app(
         routes_files,
         routes_usage,
         routes_history,
+        routes_webhooks,
     ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime, Principal
 from exportd.api.problems import Problem
+from exportd.api.routes_webhooks import check_webhook_url
 from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
 from exportd.errors import ActiveLimitReached, RetryLimitReached
 from exportd.exporters.params import error_message
@@ -60,6 +61,8 @@ def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> Ne
     settings = runtime.settings
     spec.check(params, settings)
     check_quota(runtime, principal.owner)
+    if body.notify is not None and body.notify.webhook_url:
+        check_webhook_url(runtime, body.notify.webhook_url)
     return NewJob(
         owner=principal.owner,
         exporter=spec.name,

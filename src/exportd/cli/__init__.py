@@ -226,7 +226,7 @@ def worker(
     apps: tuple[str, ...],
     verbose: bool,
 ) -> None:
-    """Claim and run export jobs until SIGTERM or SIGINT.
+    """Claim and run export jobs, and send webhooks and e-mail, until SIGTERM or SIGINT.
 
     Lease length, owner cap, retry backoff and polling come from EXPORTD_LEASE_SECONDS,
     EXPORTD_OWNER_RUNNING_CAP, EXPORTD_RETRY_BASE_SECONDS, EXPORTD_RETRY_CAP_SECONDS and
@@ -251,6 +251,7 @@ def worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runtime.start_worker()
+    runtime.start_deliverer()
     while not stop.wait(0.5):
         pass
     runtime.close()

@@ -3,7 +3,8 @@ cancelled) writes, in its own transaction, one message row per target: each of t
 owner's enabled webhooks subscribed to the event, and the job's one-off `notify` targets
 (a webhook URL, e-mail addresses). A crash can therefore neither lose a message nor send
 one for a transition that rolled back; deliverers take the rows later, with retries, and
-the row's id is the message id receivers see on every try."""
+the row's id is the message id receivers see on every try.
+(`store.deliveries` is the other half: claiming and recording the sends.)"""
 
 from __future__ import annotations
 

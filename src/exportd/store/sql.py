@@ -4,9 +4,9 @@ The store is assembled from parts, one concern each: `StoreBase` (transactions, 
 translation, retries, events), `AttemptStore` (what workers write), `OwnerActions`
 (cancel, retry, delete, the active-job limit), `UpkeepStore` (shared secrets, sweep
 leases), `LifecycleStore` (usage, quotas, expiry, pruning), `TokenStoreMixin` (API
-tokens, batches); this module adds creating and reading
-jobs. Dialect subclasses provide the atomic claim, transaction start and change
-notification."""
+tokens, batches), `WebhookStore` (endpoints; with `DeliveryStore`, sending the outbox);
+this module adds creating and reading jobs. Dialect subclasses provide the atomic claim,
+transaction start and change notification."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from exportd.store.schema import artifacts, audit, job_events, job_labels, jobs
 from exportd.store.stats import StatsStore
 from exportd.store.tokens import Batch, TokenStoreMixin
 from exportd.store.upkeep import UpkeepStore
+from exportd.store.webhooks import WebhookStore
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,13 @@ class Page:
 
 
 class SqlJobStore(
-    StatsStore, TokenStoreMixin, LifecycleStore, UpkeepStore, OwnerActions, AttemptStore
+    StatsStore,
+    WebhookStore,
+    TokenStoreMixin,
+    LifecycleStore,
+    UpkeepStore,
+    OwnerActions,
+    AttemptStore,
 ):
     # -- creating ----------------------------------------------------------------------
 
