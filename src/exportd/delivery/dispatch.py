@@ -20,6 +20,7 @@ from exportd.delivery.signing import notify_secret, signed_headers
 from exportd.delivery.smtp import SmtpSender
 from exportd.errors import DeliveryError, JobNotFound
 from exportd.jobs import Job, utcnow
+from exportd.observability.metrics import record_delivery
 from exportd.store import SqlJobStore
 from exportd.store.deliveries import DeliveryAttempt, Message
 
@@ -92,6 +93,7 @@ class Dispatcher:
             self.store.message_delivered(msg, attempt)
         else:
             self._failed(msg, attempt, outcome)
+        record_delivery(msg.channel, "delivered" if outcome.delivered else outcome.code or "failed")
         return outcome
 
     def _failed(self, msg: Message, attempt: DeliveryAttempt, outcome: Outcome) -> None:
