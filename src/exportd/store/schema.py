@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """The Alembic revision that `metadata` describes: the head of `store/migrations` (a test
 checks it). A store already at it is current without loading Alembic."""
 VERSION_TABLE = "exportd_alembic_version"
@@ -177,4 +177,15 @@ sweeps = sa.Table(
     sa.Column("holder", sa.String(100), nullable=True),
     sa.Column("lease_until", UtcDateTime(), nullable=True),
     sa.Column("last_run_at", UtcDateTime(), nullable=True),
+)
+
+web_sessions = sa.Table(
+    "exportd_sessions",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("token_id", sa.String(36), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_sessions_token", "token_id"),
+    sa.Index("ix_exportd_sessions_expires", "expires_at"),
 )

@@ -3,9 +3,9 @@
 The store is assembled from parts, one concern each: `StoreBase` (transactions, error
 translation, retries, events), `AttemptStore` (what workers write), `OwnerActions`
 (cancel, retry, delete, the active-job limit), `UpkeepStore` (shared secrets, sweep
-leases), `TokenStoreMixin` (API tokens, batches); this module adds creating and reading
-jobs. Dialect subclasses provide the atomic claim, transaction start and change
-notification."""
+leases), `TokenStoreMixin` (API tokens, batches), `SessionStore` (web sessions); this
+module adds creating and reading jobs. Dialect subclasses provide the atomic claim,
+transaction start and change notification."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from exportd.store.attempts import AttemptStore, Rescued
 from exportd.store.base import ClaimRequest
 from exportd.store.rows import artifact_from_row, event_from_row, job_from_row
 from exportd.store.schema import artifacts, job_events, jobs
+from exportd.store.sessions import SessionStore
 from exportd.store.tokens import Batch, TokenStoreMixin
 from exportd.store.upkeep import UpkeepStore
 
@@ -33,7 +34,7 @@ class Page:
     next_cursor: str | None
 
 
-class SqlJobStore(TokenStoreMixin, UpkeepStore, OwnerActions, AttemptStore):
+class SqlJobStore(SessionStore, TokenStoreMixin, UpkeepStore, OwnerActions, AttemptStore):
     # -- creating ----------------------------------------------------------------------
 
     def enqueue(self, new: NewJob, *, active_limit: int | None = None) -> Job:
