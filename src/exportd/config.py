@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exportd.errors import ConfigurationError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -65,6 +68,22 @@ class Settings(BaseSettings):
     link_ttl_seconds: int = Field(default=900, ge=1, description="signed download links")
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     event_poll_interval: float = Field(default=0.1, gt=0, description="SSE fallback polling")
+    session_ttl_seconds: int = Field(
+        default=12 * 3600, ge=60, description="how long a web page sign-in lasts"
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated IPs or networks whose X-Forwarded-Proto is believed",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
 
     def resolved_database_url(self) -> str:
         return normalize_database_url(self.database_url or f"sqlite:///{self.home / 'exportd.db'}")
@@ -91,3 +110,16 @@ def normalize_database_url(url: str) -> str:
     raise ConfigurationError(
         f"unsupported database {scheme!r}: use postgresql://… or sqlite:///path"
     )
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """`"10.0.0.1, 192.168.0.0/16"` as networks; a bad entry is a `ValueError` naming it."""
+    networks = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {entry!r}") from None
+    return tuple(networks)
