@@ -18,6 +18,7 @@ from exportd.api import (
     routes_meta,
 )
 from exportd.api.limits import BodySizeLimit
+from exportd.api.web import site
 from exportd.events import EventHub
 from exportd.runtime import Runtime
 
@@ -62,10 +63,13 @@ def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
         version="0.1.0",
         summary="Durable background export jobs",
         lifespan=lifespan,
+        docs_url=None,  # served offline by the web package
+        redoc_url=None,
     )
     app.state.runtime = runtime
     problems.install(app)
     for module in (routes_meta, routes_exports, routes_events, routes_batches, routes_files):
         app.include_router(module.router)
+    site.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
     return app

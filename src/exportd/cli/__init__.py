@@ -88,7 +88,14 @@ def serve(
     runtime = Runtime.open(settings, apps=apps)
     _banner(runtime, runtime.bootstrap_admin_token(), 0 if no_workers else settings.concurrency)
     app = create_app(runtime, workers=not no_workers)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # X-Forwarded-*: only from EXPORTD_TRUSTED_PROXIES (web sessions)
+    )
 
 
 def _banner(runtime: Any, token: str | None, slots: int) -> None:
