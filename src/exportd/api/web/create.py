@@ -22,6 +22,7 @@ from exportd.api.web.forms import (
     FormErrors,
     FormField,
     build_request,
+    check_params,
     fields_for,
     place,
     read_params,
@@ -118,7 +119,12 @@ async def create_from_form(request: Request, user: FormUser, runtime: CurrentRun
     if form.chosen is None:
         return show(request, user, form, 422)
     try:
-        body = build_request(name, read_params(form.fields, values), values)
+        params, unreadable = read_params(form.fields, values)
+        if unreadable:
+            spec = runtime.registry.get(name)
+            others = {k: v for k, v in check_params(spec.params, params).items() if k}
+            raise FormErrors({**others, **unreadable}, [])
+        body = build_request(name, params, values)
         await run_in_threadpool(submit, runtime, user, body, key)
     except FormErrors as exc:  # shown again with a fresh key: nothing was queued
         form.errors.update(exc.fields)

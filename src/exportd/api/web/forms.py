@@ -112,9 +112,11 @@ def _shown(default: Any, kind: Kind) -> str:
     return str(default)
 
 
-def read_params(fields: Sequence[FormField], form: Mapping[str, list[str]]) -> dict[str, Any]:
-    """The params the form asks for; sets each field's `value` to what was submitted.
-    Raises `FormErrors` for text areas that are not JSON."""
+def read_params(
+    fields: Sequence[FormField], form: Mapping[str, list[str]]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The params the form asks for, and the errors of text areas that are not JSON
+    (left out of the params); sets each field's `value` to what was submitted."""
     params: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for f in fields:
@@ -133,9 +135,17 @@ def read_params(fields: Sequence[FormField], form: Mapping[str, list[str]]) -> d
                 errors[f.id] = [f"not valid JSON: {exc}"]
         else:
             params[f.name] = raw
-    if errors:
-        raise FormErrors(errors, [])
-    return params
+    return params, errors
+
+
+def check_params(model: type[pydantic.BaseModel], params: dict[str, Any]) -> dict[str, list[str]]:
+    """The model's own errors for `params`, placed (used when the form cannot be sent as
+    it is, so every field's error shows at once)."""
+    try:
+        model.model_validate(params)
+    except pydantic.ValidationError as exc:
+        return place([{"loc": ["params", *e["loc"]], "msg": e["msg"]} for e in exc.errors()])
+    return {}
 
 
 TOP_FIELDS = ("format", "compression", "filename", "max_attempts")
