@@ -306,6 +306,28 @@ def test_a_failed_export_is_retried_from_its_page(
     types = [e.type for e in server.runtime.store.events_after(0, job_id=job_id)]
     assert types.count("retried") == 1 and types.count("started") == 2
 
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_url(server.url + "/")
+    expect(page.locator(".flash")).to_have_text("The export and its files were deleted.")
+    assert jobs_in(server.runtime.store) == []
+
+
+def test_closing_the_browser_leaves_the_export_running(
+    live_server: Start, new_page: Callable[..., Page]
+) -> None:
+    """The export belongs to the server: the browser that watched it going away mid-run
+    changes nothing, and it completes."""
+    server = live_server(grace_seconds=0)
+    token = server.token("alice")
+    job_id = create(server, token, {**SLOW, "params": {**SLOW["params"], "batches": 60}})
+    page = new_page()
+    sign_in(page, server, token)
+    wait_percent_above(page, job_id, 0)
+    page.context.close()
+    job = wait_for_status(server.runtime.store, job_id, Status.COMPLETED, timeout=60)
+    assert job.progress.done == 60 * 100 and job.attempt == 1
+
 
 def test_a_download_is_the_artifact(live_server: Start, new_page: Callable[..., Page]) -> None:
     """Download gives exactly the stored file: its bytes match the artifact row's size

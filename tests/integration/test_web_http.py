@@ -233,6 +233,33 @@ def test_the_form_queues_one_export_per_form_shown(live_server: Start) -> None:
     assert job.params["rows"] == 10 and job.owner == "alice"
 
 
+def test_the_list_filters_and_pages_with_the_cursor(live_server: Start) -> None:
+    """The list shows 20 exports a page, newest first, with a link to the older ones (the
+    store's cursor); filters by status and exporter narrow it."""
+    server = live_server(workers=False, max_active_per_owner=50)
+    token = server.token("alice")
+    api = server.client(token)
+    ids = [api.post("/v1/exports", json={"exporter": "synthetic"}).json()["id"] for _ in range(22)]
+    slow = api.post("/v1/exports", json={"exporter": "slow"}).json()["id"]
+    api.post(f"/v1/exports/{ids[0]}/cancel")
+    client = browser(server)
+    sign_in(client, token)
+    cards = re.compile(r'<li class="job" id="job-([0-9a-f-]+)"')
+
+    first = client.get("/").text
+    assert cards.findall(first) == [slow, *reversed(ids)][:20]
+    older = re.search(r'href="/\?(cursor=[^"]+)">Older exports', first)
+    assert older is not None
+    second = client.get(f"/?{older.group(1)}").text
+    assert cards.findall(second) == [ids[2], ids[1], ids[0]]
+    assert "Newest exports" in second and "Older exports" not in second
+
+    assert cards.findall(client.get("/", params={"exporter": "slow"}).text) == [slow]
+    assert cards.findall(client.get("/", params={"status": "cancelled"}).text) == [ids[0]]
+    unknown = client.get("/", params={"status": "paused"}).text
+    assert "There is no status" in unknown and len(cards.findall(unknown)) == 20
+
+
 def test_html_pages_have_a_strict_csp_and_json_is_unchanged(live_server: Start) -> None:
     """Pages get a CSP without 'unsafe-inline' and anti-framing headers; JSON answers of
     /v1 get none of these headers (the API's responses are as before)."""
