@@ -76,9 +76,10 @@ def is_https(request: Request, settings: Settings) -> bool:
     return forwarded.split(",")[0].strip().lower() == "https"
 
 
-def _cookie(
+def set_cookie(
     response: Response, request: Request, settings: Settings, name: str, value: str, age: int
 ) -> None:
+    """An HttpOnly, SameSite=Strict cookie for the whole site, Secure over HTTPS."""
     response.set_cookie(
         name,
         value,
@@ -93,7 +94,7 @@ def _cookie(
 def set_session_cookie(
     response: Response, request: Request, settings: Settings, secret: str
 ) -> None:
-    _cookie(response, request, settings, SESSION_COOKIE, secret, settings.session_ttl_seconds)
+    set_cookie(response, request, settings, SESSION_COOKIE, secret, settings.session_ttl_seconds)
 
 
 def clear_cookie(response: Response, request: Request, settings: Settings, name: str) -> None:
@@ -108,4 +109,4 @@ def signin_nonce(request: Request) -> str:
 
 
 def set_signin_cookie(response: Response, request: Request, settings: Settings, nonce: str) -> None:
-    _cookie(response, request, settings, SIGNIN_COOKIE, nonce, SIGNIN_COOKIE_SECONDS)
+    set_cookie(response, request, settings, SIGNIN_COOKIE, nonce, SIGNIN_COOKIE_SECONDS)

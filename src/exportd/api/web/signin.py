@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from exportd.api.auth import CurrentRuntime
+from exportd.api.auth import CurrentRuntime, get_runtime
 from exportd.api.web import sessions
 from exportd.api.web.templating import render
 from exportd.api.web.users import FormUser, local_path, redirect
@@ -31,7 +31,7 @@ def sign_in_page(
     error: str | None = None,
     notice: str | None = None,
 ) -> Response:
-    runtime_settings = request.app.state.runtime.settings
+    runtime_settings = get_runtime(request).settings
     nonce = sessions.signin_nonce(request)
     response = render(
         request,

@@ -96,21 +96,18 @@ def local_path(target: str | None, default: str = "/") -> str:
 
 
 def redirect(request: Request, target: str, flash: str | None = None) -> RedirectResponse:
+    """303 to `target`; `flash` names the message the next page shows once."""
     response = RedirectResponse(target, status_code=303)
     if flash is not None:
         settings = get_runtime(request).settings
-        secure = sessions.is_https(request, settings)
-        response.set_cookie(
-            FLASH_COOKIE, flash, max_age=60, path="/", httponly=True, samesite="strict",
-            secure=secure,
-        )  # fmt: skip
+        sessions.set_cookie(response, request, settings, FLASH_COOKIE, flash, 60)
     return response
 
 
 def take_flash(request: Request, response: Response) -> None:
-    """Move the one-time message of the last action (if any) into the page."""
+    """The page shows the last action's message (if any): drop it so it shows once."""
     if FLASH_COOKIE in request.cookies:
-        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="strict")
+        sessions.clear_cookie(response, request, get_runtime(request).settings, FLASH_COOKIE)
 
 
 def flash_message(request: Request) -> str | None:
