@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from exportd.errors import ConfigurationError
@@ -64,6 +65,8 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Schedule = Annotated[list[Annotated[float, Field(ge=0)]], NoDecode, BeforeValidator(parse_schedule)]
 OwnerEmails = Annotated[dict[str, str], NoDecode, BeforeValidator(parse_owner_emails)]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -140,6 +143,22 @@ class Settings(BaseSettings):
     )
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     event_poll_interval: float = Field(default=0.1, gt=0, description="SSE fallback polling")
+    session_ttl_seconds: int = Field(
+        default=12 * 3600, ge=60, description="how long a web page sign-in lasts"
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated IPs or networks whose X-Forwarded-Proto is believed",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
 
     public_url: str | None = Field(
         default=None,
@@ -220,3 +239,16 @@ def normalize_database_url(url: str) -> str:
     raise ConfigurationError(
         f"unsupported database {scheme!r}: use postgresql://… or sqlite:///path"
     )
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """`"10.0.0.1, 192.168.0.0/16"` as networks; a bad entry is a `ValueError` naming it."""
+    networks = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {entry!r}") from None
+    return tuple(networks)

@@ -21,6 +21,7 @@ from exportd.api import (
     routes_webhooks,
 )
 from exportd.api.limits import BodySizeLimit
+from exportd.api.web import site
 from exportd.events import EventHub
 from exportd.observability import ObservabilitySettings
 from exportd.observability.requests import RequestContext
@@ -76,6 +77,8 @@ def create_app(
         version="0.1.0",
         summary="Durable background export jobs",
         lifespan=lifespan,
+        docs_url=None,  # served offline by the web package
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.observability = observability or ObservabilitySettings()
@@ -91,6 +94,7 @@ def create_app(
         routes_webhooks,
     ):
         app.include_router(module.router)
+    site.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RequestContext)  # outermost: every response carries the request id
     return app

@@ -1,4 +1,8 @@
-"""Bearer tokens: every `/v1` route except signed files needs one."""
+"""Who is asking: every `/v1` route except signed files needs a bearer API token, or the
+web page's session cookie (see `exportd.api.web.sessions`). A request with an
+`Authorization` header is judged by it alone, exactly as without cookies. A cookie
+authorises safe methods (GET, HEAD) by itself; any other method also needs the
+session's CSRF token in `X-CSRF-Token`."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from exportd.api.problems import Problem
+from exportd.api.web import sessions
 from exportd.runtime import Runtime
 
 
@@ -30,16 +35,37 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="exportd"'}
+
+
 async def get_principal(request: Request) -> Principal:
+    if "authorization" not in request.headers and sessions.session_secret(request):
+        return await cookie_principal(request)
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
-    unauthorized = {"WWW-Authenticate": 'Bearer realm="exportd"'}
+    unauthorized = UNAUTHORIZED
     if scheme.lower() != "bearer" or not secret.strip():
         raise Problem(401, "unauthorized", "a bearer token is required", headers=unauthorized)
     token = await run_in_threadpool(get_runtime(request).store.authenticate, secret.strip())
     if token is None:
         raise Problem(401, "unauthorized", "the token is not valid", headers=unauthorized)
     return Principal(token.owner, token.admin, f"{token.owner}/{token.name or token.id}")
+
+
+async def cookie_principal(request: Request) -> Principal:
+    """The owner of the request's session cookie; 401 when it has ended, 403 when a
+    state-changing request lacks the session's CSRF token."""
+    secret = sessions.session_secret(request) or ""
+    session = await run_in_threadpool(get_runtime(request).store.find_session, secret)
+    if session is None:
+        detail = "the session has ended; sign in again"
+        raise Problem(401, "unauthorized", detail, headers=UNAUTHORIZED)
+    if request.method not in sessions.SAFE_METHODS and not sessions.csrf_matches(
+        secret, request.headers.get(sessions.CSRF_HEADER)
+    ):
+        detail = "a request made with the session cookie needs its X-CSRF-Token header"
+        raise Problem(403, "csrf_failed", detail)
+    return Principal(session.owner, session.admin, session.actor)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -147,6 +147,7 @@ def serve(
         log_level="warning",
         log_config=None,  # uvicorn's lines go through exportd's logging too
         access_log=False,  # exportd logs each request itself, with its request id
+        proxy_headers=False,  # X-Forwarded-*: only from EXPORTD_TRUSTED_PROXIES (web sessions)
     )
 
 

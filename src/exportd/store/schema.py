@@ -86,7 +86,7 @@ jobs = sa.Table(
     sa.Index("ix_exportd_jobs_owner_created", "owner", "id"),
 )
 
-# Partial indexes (migrations 0004, 0007): a status change writes a row version into every index
+# Partial indexes (migrations 0004, 0006): a status change writes a row version into every index
 # whose predicate the new version meets, so indexes only some rows need stay partial.
 for _name, _columns, _where, _unique in (
     ("ix_exportd_jobs_running", ("owner",), "status = 'running'", False),
@@ -282,4 +282,15 @@ audit = sa.Table(
     sa.Column("data", sa.JSON(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_exportd_audit_owner", "owner", "id"),
+)
+
+web_sessions = sa.Table(
+    "exportd_sessions",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("token_id", sa.String(36), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_exportd_sessions_token", "token_id"),
+    sa.Index("ix_exportd_sessions_expires", "expires_at"),
 )

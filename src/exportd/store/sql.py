@@ -4,8 +4,9 @@ The store is assembled from parts, one concern each: `StoreBase` (transactions, 
 translation, retries, events), `AttemptStore` (what workers write), `OwnerActions`
 (cancel, retry, delete, the active-job limit), `UpkeepStore` (shared secrets, sweep
 leases), `LifecycleStore` (usage, quotas, expiry, pruning), `TokenStoreMixin` (API
-tokens, batches), `WebhookStore` (endpoints; with `DeliveryStore`, sending the outbox);
-this module adds creating and reading jobs. Dialect subclasses provide the atomic claim,
+tokens, batches), `WebhookStore` (endpoints; with `DeliveryStore`, sending the outbox),
+`SessionStore` (web sessions); this module adds creating and reading jobs. Dialect
+subclasses provide the atomic claim,
 transaction start and change notification."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from exportd.store.base import ClaimRequest
 from exportd.store.lifecycle import LifecycleStore, Usage
 from exportd.store.rows import artifact_from_row, event_from_row, job_from_row
 from exportd.store.schema import artifacts, audit, job_events, job_labels, jobs
+from exportd.store.sessions import SessionStore
 from exportd.store.stats import StatsStore
 from exportd.store.tokens import Batch, TokenStoreMixin
 from exportd.store.upkeep import UpkeepStore
@@ -50,6 +52,7 @@ class Page:
 
 
 class SqlJobStore(
+    SessionStore,
     StatsStore,
     WebhookStore,
     TokenStoreMixin,

@@ -12,15 +12,15 @@
 - `exportd_job_events.actor`: who caused the event (a token's owner/name, or `worker`).
 - `exportd_audit`: what was deleted, by whom and when, once its events are gone.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

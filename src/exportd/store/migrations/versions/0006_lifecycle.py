@@ -12,14 +12,14 @@ multipart uploads, and sweep cursors.
   a later version can resume one.
 - `exportd_sweeps.cursor`: how far an incremental sweep (event thinning) has got.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
