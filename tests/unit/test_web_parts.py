@@ -236,6 +236,11 @@ def a_job(**changes: Any) -> Job:
             "finished_at": None,
             "updated_at": now,
             "claim_id": None,
+            "expires_at": None,
+            "labels": {},
+            "notify": None,
+            "manual_retries": 0,
+            "created_by": None,
         }
     )
     return replace(job, **changes)
