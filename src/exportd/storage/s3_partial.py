@@ -134,7 +134,7 @@ class S3Partial(Partial):
         """Hand one part to the background sender, after the previous one went."""
         if self.upload_id is None:
             self._start()
-        self._wait()
+        self.wait_sent()
         number, self._next_part = self._next_part, self._next_part + 1
         if number > MAX_PARTS:
             raise StorageError(
@@ -174,7 +174,7 @@ class S3Partial(Partial):
         if self._storage.log is not None:
             self._storage.log.upload_part(self.key, number, sent["ETag"], len(data))
 
-    def _wait(self) -> None:
+    def wait_sent(self) -> None:
         """Wait for the part in flight; its error, if it failed, is raised here."""
         inflight, self._inflight = self._inflight, None
         if inflight is not None:
@@ -209,7 +209,7 @@ class S3Partial(Partial):
     def _complete(self) -> None:
         if self._buffer.size:
             self._send(self._buffer.take())
-        self._wait()
+        self.wait_sent()
         assert self.upload_id is not None
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(self._parts)]
         try:
@@ -231,7 +231,7 @@ class S3Partial(Partial):
             return
         self._discarded = True
         with contextlib.suppress(Exception):  # the part's own error no longer matters
-            self._wait()
+            self.wait_sent()
         self._buffer.close()
         self._storage.forget(self)
         if self.upload_id is not None:
