@@ -127,6 +127,13 @@ def s3_url(seaweed: SeaweedFS) -> str:
     return f"s3://{seaweed.bucket}/t-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture
+def s3_settings(seaweed: SeaweedFS, s3_url: str) -> dict[str, Any]:
+    """Settings overrides for S3 storage on the session's SeaweedFS, under this test's
+    prefix, with S3's smallest part size (5 MiB) so that tests see multipart uploads."""
+    return {**seaweed.settings(s3_url), "s3_part_size": 5 * 2**20}
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

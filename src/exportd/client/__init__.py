@@ -41,6 +41,7 @@ from exportd.client._models import (
     ExportRequest,
     Job,
     JobPage,
+    Link,
     Progress,
 )
 from exportd.client._sync import Client
@@ -71,6 +72,7 @@ __all__ = [
     "JobFailed",
     "JobPage",
     "JobStalled",
+    "Link",
     "NotFound",
     "PollIntervals",
     "Progress",
