@@ -159,10 +159,10 @@ def test_an_attempt_holds_one_files_buffer_in_memory(seaweed: SeaweedFS, s3_url:
     first.write(big[: PART + 10])
     second = s3.open_partial("ann/j1/c1/small", tag="c1")
     assert isinstance(first, S3Partial) and isinstance(second, S3Partial)
-    assert len(first._buffer._memory) == 0 and first.upload_id is not None
+    assert first._buffer.in_memory == 0 and first.upload_id is not None
     second.write(small)
     s3.open_partial("ann/j1/c1/manifest", tag="c1").write(b"{}")
-    assert len(second._buffer._memory) == 0 and second._buffer.size == 1000
+    assert second._buffer.in_memory == 0 and second._buffer.size == 1000
     first.write(big[PART + 10 :])
     for partial in (first, second):
         partial.publish()

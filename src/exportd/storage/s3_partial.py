@@ -41,52 +41,84 @@ TAG_META = "exportd-claim"
 
 
 class PartBuffer:
-    """The bytes of the part being filled: in memory, or in a temporary file once
+    """The part being filled, never more than `part_size` bytes: in a bytearray (the
+    buffer of the part sent before it, once that one is stored, so a long upload uses
+    two buffers in all and the allocator never fragments), or in a temporary file once
     spilled."""
 
-    def __init__(self) -> None:
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
         self._memory = bytearray()
+        self._spare: bytearray | None = None
         self._file: IO[bytes] | None = None
         self.size = 0
 
-    def append(self, data: bytes) -> None:
-        if self._file is not None:
-            self._file.write(data)
-        else:
-            self._memory += data
-        self.size += len(data)
+    @property
+    def full(self) -> bool:
+        return self.size >= self.part_size
 
-    def take(self, limit: int | None = None) -> bytes:
-        """Remove and return the first `limit` bytes (all of them by default)."""
-        count = self.size if limit is None else min(limit, self.size)
+    @property
+    def in_memory(self) -> int:
+        """Bytes of memory held (the part being filled and a spare)."""
+        return len(self._memory) + len(self._spare or b"")
+
+    def fill(self, data: memoryview) -> int:
+        """Append as much of `data` as the part has room for; returns how much."""
+        count = min(len(data), self.part_size - self.size)
+        piece = data[:count]
         if self._file is not None:
-            self._file.seek(0)
-            head, rest = self._file.read(count), self._file.read()
-            self._file.close()
-            self._file = None
-            self._memory = bytearray(rest)
+            self._file.write(piece)
+        elif self.size + count <= len(self._memory):  # a recycled buffer: fill in place
+            self._memory[self.size : self.size + count] = piece
+        else:
+            del self._memory[self.size :]
+            self._memory += piece
+        self.size += count
+        return count
+
+    def take_part(self) -> bytearray:
+        """The full part, handed over as it is (not copied)."""
+        assert self.full
+        part = bytearray(self._read_file()) if self._file is not None else self._memory
+        self._memory, self._spare, self.size = self._spare or bytearray(), None, 0
+        return part
+
+    def take(self) -> bytes:
+        """Whatever the part holds (a last, short part), copied; the buffer is emptied
+        and holds no memory (nor a spare) afterwards."""
+        if self._file is not None:
+            data = self._read_file()
         else:
             with memoryview(self._memory) as view:
-                head = view[:count].tobytes()
-                rest_view = view[count:]
-                self._memory = bytearray(rest_view)
-                rest_view.release()
-        self.size -= count
-        return head
+                data = view[: self.size].tobytes()
+        self._memory, self._spare, self.size = bytearray(), None, 0
+        return data
+
+    def recycle(self, part: bytes | bytearray) -> None:
+        """A sent part's buffer, to be filled again."""
+        if isinstance(part, bytearray) and len(part) == self.part_size and self._file is None:
+            self._spare = part
+
+    def _read_file(self) -> bytes:
+        assert self._file is not None
+        self._file.seek(0)
+        data = self._file.read()
+        self._file.close()
+        self._file = None
+        return data
 
     def spill(self) -> None:
         """Move the bytes to a temporary file (more writes append to it)."""
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="exportd-part-")  # noqa: SIM115 - closed by take/close
-            self._file.write(self._memory)
-            self._memory = bytearray()
+            self._file.write(memoryview(self._memory)[: self.size])
+            self._memory, self._spare = bytearray(), None
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        self._memory = bytearray()
-        self.size = 0
+        self._memory, self._spare, self.size = bytearray(), None, 0
 
 
 class S3Partial(Partial):
@@ -95,13 +127,14 @@ class S3Partial(Partial):
         self.tag = tag
         self._storage = storage
         self._name = storage.location.object_name(key)
-        self._buffer = PartBuffer()
+        self._buffer = PartBuffer(storage.options.part_size)
         self._hash = hashlib.sha256()
         self.size = 0
         self.upload_id: str | None = None
         self._parts: list[tuple[int, str]] = []
         self._next_part = 1
         self._inflight: Future[None] | None = None
+        self._inflight_part: bytes | bytearray = b""
         self._ended = False
         self._discarded = False
 
@@ -115,10 +148,12 @@ class S3Partial(Partial):
         if self._discarded:  # late bytes of a failed writer (a zip closed as it is freed)
             return len(data)
         assert not self._ended, "partial already ended"
-        self._buffer.append(bytes(data))
-        part_size = self._storage.options.part_size
-        while self._buffer.size >= part_size:
-            self._send(self._buffer.take(part_size))
+        view = memoryview(data)
+        while view:
+            taken = self._buffer.fill(view)
+            view = view[taken:]
+            if self._buffer.full:
+                self._send()
         return len(data)
 
     def park(self) -> None:
@@ -130,17 +165,21 @@ class S3Partial(Partial):
         else:
             self._buffer.spill()
 
-    def _send(self, data: bytes) -> None:
-        """Hand one part to the background sender, after the previous one went."""
+    def _send(self, data: bytes | None = None) -> None:
+        """Hand a part to the background sender once the part before it is stored:
+        `data`, or else the full part buffer (whose place the stored part's buffer then
+        takes, so the memory is reused)."""
         if self.upload_id is None:
             self._start()
         self.wait_sent()
+        part = self._buffer.take_part() if data is None else data
         number, self._next_part = self._next_part, self._next_part + 1
         if number > MAX_PARTS:
             raise StorageError(
                 f"{self.key}: more than {MAX_PARTS} parts; raise EXPORTD_S3_PART_SIZE"
             )
-        self._inflight = self._storage.executor.submit(self._upload_part, number, data)
+        self._inflight = self._storage.executor.submit(self._upload_part, number, part)
+        self._inflight_part = part
 
     def _start(self) -> None:
         client = self._storage.client
@@ -155,7 +194,7 @@ class S3Partial(Partial):
         if self._storage.log is not None:
             self._storage.log.upload_started(self.key, self.tag, self.upload_id)
 
-    def _upload_part(self, number: int, data: bytes) -> None:
+    def _upload_part(self, number: int, data: bytes | bytearray) -> None:
         """Runs on the sender thread; parts of one partial go one at a time, in order."""
         assert self.upload_id is not None
         self._hash.update(data)
@@ -166,7 +205,7 @@ class S3Partial(Partial):
                 Key=self._name,
                 UploadId=self.upload_id,
                 PartNumber=number,
-                Body=data,
+                Body=data,  # type: ignore[arg-type]  # botocore sends any bytes-like as it is
             )
         except Exception as exc:
             raise storage_error(exc, f"upload part {number} of {self._describe()}") from exc
@@ -175,10 +214,13 @@ class S3Partial(Partial):
             self._storage.log.upload_part(self.key, number, sent["ETag"], len(data))
 
     def wait_sent(self) -> None:
-        """Wait for the part in flight; its error, if it failed, is raised here."""
+        """Wait for the part in flight; its error, if it failed, is raised here. Its
+        buffer is then free to hold the next part."""
         inflight, self._inflight = self._inflight, None
+        part, self._inflight_part = self._inflight_part, b""
         if inflight is not None:
             inflight.result()
+            self._buffer.recycle(part)
 
     # -- ending ---------------------------------------------------------------------------
 
