@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, wait_for_status
+from conftest import IN_CI, wait_for, wait_for_status
 from exportd.errors import StorageFull
 from exportd.jobs import Artifact, NewJob, Status, utcnow
 from exportd.runtime import Runtime
@@ -236,5 +236,5 @@ def test_a_full_disk_fails_attempts_cleanly_and_the_worker_recovers(
     for job in [*big, small]:
         done = wait_for_status(store, job.id, Status.COMPLETED, Status.FAILED, timeout=60)
         assert done.status == Status.COMPLETED, done.error
-    assert worker.running() == []
+    wait_for(lambda: worker.running() == [], what="the slots to come free")
     assert partial_names(local(runtime)) == []
