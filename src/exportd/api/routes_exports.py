@@ -1,19 +1,20 @@
-"""`/v1/exports`: create, list, read, cancel, retry, delete, download."""
+"""`/v1/exports`: create, list, read, cancel, retry, delete, download, links."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
 import pydantic
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import Field
 
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime, Principal
+from exportd.api.links import issue_link
 from exportd.api.problems import Problem
 from exportd.api.routes_webhooks import check_webhook_url
 from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
@@ -22,7 +23,6 @@ from exportd.exporters.params import error_message
 from exportd.formats import COMPRESSIONS, FORMATS
 from exportd.jobs import Artifact, Job, NewJob, Status, utcnow
 from exportd.runtime import Runtime
-from exportd.storage.signing import sign
 
 router = APIRouter(prefix="/v1", tags=["exports"])
 
@@ -269,11 +269,44 @@ def download_export(
     runtime: CurrentRuntime,
     name: str | None = None,
 ) -> Any:
-    """Redirect to a signed link for the file; the link needs no token and expires."""
+    """Redirect to a link for the file that needs no token and expires after
+    `EXPORTD_LINK_TTL_SECONDS`: on S3 storage a presigned URL of the bucket (counted as a
+    download when it is issued, since the transfer never passes through exportd), else
+    (or with `EXPORTD_S3_DOWNLOADS=proxy`) exportd's own `/v1/files/…` link (counted
+    once a download reaches the file's last byte). `X-Checksum-Sha256` is the file's
+    sha256, `X-Expires-At` the link's expiry (Unix time)."""
     artifact = pick_artifact(runtime.store.get(job_id, principal.scope), name)
-    expires_at = math.ceil(time.time()) + runtime.settings.link_ttl_seconds  # lives >= the TTL
-    link = sign(runtime.secret_key(), job_id, artifact.name, expires_at)
-    url = f"/v1/files/{link}"
-    response = RedirectResponse(url, status_code=307)
-    response.headers["X-Expires-At"] = str(expires_at)
+    link = issue_link(runtime, artifact)
+    response = RedirectResponse(link.url, status_code=307)
+    response.headers["X-Expires-At"] = str(link.expires_at)
+    response.headers["X-Checksum-Sha256"] = artifact.sha256
     return response
+
+
+class LinkOut(pydantic.BaseModel):
+    url: str = Field(description="absolute; GET it without a token (Range works)")
+    expires_at: datetime
+    sha256: str
+    size: int
+
+
+@router.post("/exports/{job_id}/links", response_model=LinkOut)
+def create_link(
+    job_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    runtime: CurrentRuntime,
+    name: str | None = None,
+) -> LinkOut:
+    """A link to the file (`?name=` picks one, as for download) to hand to someone
+    else: the same link `download` redirects to, as an absolute URL with its expiry,
+    sha256 and size. A presigned link is counted as a download when it is issued."""
+    artifact = pick_artifact(runtime.store.get(job_id, principal.scope), name)
+    link = issue_link(runtime, artifact)
+    url = link.url if link.presigned else str(request.base_url).rstrip("/") + link.url
+    return LinkOut(
+        url=url,
+        expires_at=datetime.fromtimestamp(link.expires_at, UTC),
+        sha256=artifact.sha256,
+        size=artifact.size,
+    )

@@ -1,19 +1,20 @@
 """`/v1/files/{signed}`: the signed, expiring download link. Needs no token; supports
-`HEAD`, single `Range` requests (resumable downloads), `ETag` (the sha256) and streams
-in constant memory. A download that reaches the file's last byte is counted."""
+`HEAD`, single `Range` requests (resumable downloads), `If-Range`, `ETag` (the sha256)
+and streams in constant memory, from any storage (on S3: the proxy mode, for buckets
+clients cannot reach). A download that reaches the file's last byte is counted."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from exportd.api.auth import CurrentRuntime
+from exportd.api.links import content_disposition, storage_problem
 from exportd.api.problems import Problem
-from exportd.errors import ArtifactNotFound, JobNotFound
+from exportd.errors import ArtifactNotFound, JobNotFound, StorageError
 from exportd.jobs import Artifact, utcnow
 from exportd.runtime import Runtime
 from exportd.storage.signing import verify
@@ -47,11 +48,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def content_disposition(name: str) -> str:
-    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
-
-
 def find_artifact(runtime: Runtime, signed: str) -> Artifact:
     job_id, name = verify(runtime.secret_key(), signed)
     try:
@@ -66,7 +62,20 @@ def find_artifact(runtime: Runtime, signed: str) -> Artifact:
     raise Problem(404, "not_found", "the file no longer exists")
 
 
+def check_file(runtime: Runtime, artifact: Artifact) -> None:
+    """Before the answer starts: a missing file is a 404, a failing storage a 503 (not a
+    transfer cut at its first byte)."""
+    try:
+        runtime.storage.size(artifact.storage_key)
+    except ArtifactNotFound:
+        raise Problem(404, "not_found", "the file no longer exists") from None
+    except StorageError as exc:
+        raise storage_problem(exc) from exc
+
+
 def stream(runtime: Runtime, artifact: Artifact, start: int, end: int) -> Iterator[bytes]:
+    """Bytes `start` to `end` (inclusive) of the file, opened when the first chunk is
+    asked for; a transfer that reaches the last byte is counted."""
     remaining = end - start + 1
     with runtime.storage.open_read(artifact.storage_key, offset=start) as handle:
         while remaining > 0:
@@ -99,11 +108,10 @@ def get_file(signed: str, request: Request, runtime: CurrentRuntime) -> Response
     headers["Content-Length"] = str(max(end - start + 1, 0))
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=artifact.content_type)
-    try:
-        runtime.storage.size(artifact.storage_key)
-    except ArtifactNotFound:
-        raise Problem(404, "not_found", "the file no longer exists") from None
-    body = stream(runtime, artifact, start, end) if artifact.size else iter([b""])
+    if not artifact.size:
+        return Response(b"", status, headers=headers, media_type=artifact.content_type)
+    check_file(runtime, artifact)
+    body = stream(runtime, artifact, start, end)
     return StreamingResponse(body, status, headers=headers, media_type=artifact.content_type)
 
 

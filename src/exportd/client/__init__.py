@@ -43,6 +43,7 @@ from exportd.client._models import (
     HistoryPage,
     Job,
     JobPage,
+    Link,
     Progress,
 )
 from exportd.client._sync import Client
@@ -75,6 +76,7 @@ __all__ = [
     "JobFailed",
     "JobPage",
     "JobStalled",
+    "Link",
     "NotFound",
     "PollIntervals",
     "Progress",

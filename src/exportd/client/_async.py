@@ -35,6 +35,7 @@ from exportd.client._models import (
     HistoryPage,
     Job,
     JobPage,
+    Link,
 )
 from exportd.client._sse import SSEDecoder, to_event
 from exportd.client._watch import PollIntervals, Watcher, is_event_stream, is_terminal_event
@@ -369,6 +370,12 @@ class AsyncClient:
         return job
 
     # -- downloads --------------------------------------------------------------------
+
+    async def link(self, job_id: str, name: str | None = None) -> Link:
+        """A fresh link to the job's file (or the one called `name`) to hand to someone
+        else: an absolute URL that needs no token, with its expiry, sha256 and size.
+        (On S3 storage with presigned downloads, issuing it counts as a download.)"""
+        return await self._send(_core.new_link_call(job_id, name))
 
     async def download(
         self,

@@ -36,6 +36,7 @@ from exportd.client._models import (
     HistoryPage,
     Job,
     JobPage,
+    Link,
 )
 
 T = TypeVar("T")
@@ -349,6 +350,17 @@ def link_call(job_id: str, name: str | None) -> Call[str]:
 
     params: Params | None = [("name", name)] if name else None
     return Call("GET", f"/v1/exports/{_segment(job_id)}/download", location, params=params)
+
+
+def new_link_call(job_id: str, name: str | None) -> Call[Link]:
+    """POST /v1/exports/{id}/links: a link to hand out, with its expiry and checksum."""
+    params: Params | None = [("name", name)] if name else None
+    return Call(
+        "POST",
+        f"/v1/exports/{_segment(job_id)}/links",
+        lambda r: Link.from_dict(_json(r)),
+        params=params,
+    )
 
 
 def _segment(value: str) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "HistoryPage",
     "Job",
     "JobPage",
+    "Link",
     "Progress",
 ]
 
@@ -96,6 +97,31 @@ class Artifact:
             content_type=str(data.get("content_type") or "application/octet-stream"),
             rows=data.get("rows"),
             downloads=int(data.get("downloads") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link to one file of a finished export: anyone holding `url` can GET it (with
+    `Range`) without a token until `expires_at`."""
+
+    url: str
+    expires_at: datetime
+    sha256: str
+    size: int
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Link:
+        expires_at = _time(data.get("expires_at"))
+        if expires_at is None:
+            raise ValueError("a link without expires_at")
+        return cls(
+            url=str(data["url"]),
+            expires_at=expires_at,
+            sha256=str(data["sha256"]),
+            size=int(data["size"]),
+            raw=dict(data),
         )
 
 

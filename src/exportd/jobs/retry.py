@@ -45,15 +45,16 @@ def classify(exc: BaseException) -> ErrorInfo:
 
     Our own `JobFailure`s say what they are; invalid params are permanent; a full disk
     (wherever in the chain of causes it shows, as libraries wrap it) is `storage_full`;
-    timeouts and I/O errors are transient, and so is anything unknown (a retry is the
-    safe guess).
+    other storage errors carry their own code and retryability (an unreachable or
+    throttling storage is retried, a refusing one is not); timeouts and I/O errors are
+    transient, and so is anything unknown (a retry is the safe guess).
     """
     if isinstance(exc, JobFailure):
         return ErrorInfo(exc.code, exc.message, exc.retryable)
     if _out_of_space(exc):
         return ErrorInfo("storage_full", f"no space left for the export: {_one_line(exc)}", True)
     if isinstance(exc, StorageError):
-        return ErrorInfo("storage_error", _one_line(exc), True)
+        return ErrorInfo(exc.code, _one_line(exc), exc.retryable)
     if isinstance(exc, pydantic.ValidationError):
         return ErrorInfo("invalid_params", _one_line(exc), False)
     if isinstance(exc, ExportCancelled):

@@ -1,7 +1,9 @@
 """`Sweeper`: removes what no attempt will ever finish or claim — partial files of
-attempts that are no longer running, published files that no artifact row refers to,
-artifact rows whose files are gone — and runs the lifecycle: files of expired exports,
-jobs past their retention, progress events of long-finished jobs.
+attempts that are no longer running (on S3: the multipart uploads in progress that
+`ListMultipartUploads` shows), multipart uploads recorded by attempts that are no longer
+running, published files that no artifact row refers to, artifact rows whose files are
+gone — and runs the lifecycle: files of expired exports, jobs past their retention,
+progress events of long-finished jobs.
 
 Each kind of sweep runs in one process at a time (a lease row in the store) and works in
 bounded batches, one short read per batch. A file is garbage only once it is older than
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH = 500
-KINDS = ("partials", "orphans", "missing", "lifecycle")
+KINDS = ("uploads", "partials", "orphans", "missing", "lifecycle")
 MAX_BATCHES = 20
 """A lifecycle step runs at most this many batches per sweep, so one sweep stays short."""
 
@@ -52,6 +54,8 @@ def claim_of(key: str) -> str | None:
 class SweepReport:
     partials: int = 0
     """Partial files of attempts no longer running."""
+    uploads: int = 0
+    """Recorded multipart uploads of attempts no longer running (aborted)."""
     orphans: int = 0
     """Published files no artifact row referred to."""
     missing: int = 0
@@ -70,6 +74,7 @@ class SweepReport:
     def total(self) -> int:
         return (
             self.partials
+            + self.uploads
             + self.orphans
             + self.missing
             + self.expired
@@ -81,7 +86,8 @@ class SweepReport:
     def summary(self, dry_run: bool = False) -> str:
         verb = "would remove" if dry_run else "removed"
         return (
-            f"{verb} {self.partials} partial files, {self.orphans} unreferenced files, "
+            f"{verb} {self.partials} partial files, {self.uploads} recorded uploads, "
+            f"{self.orphans} unreferenced files, "
             f"{self.missing} rows of missing files, {self.expired} expired files, "
             f"{self.pruned} old jobs, {self.thinned} progress events, "
             f"{self.scratch} scratch folders"
@@ -164,6 +170,29 @@ class Sweeper:
                         self.storage.discard_partial(partial)
                     removed += 1
         report.partials = removed
+
+    def _uploads(self, report: SweepReport, dry_run: bool) -> None:
+        """Multipart uploads the upload log holds for attempts that are no longer
+        running: nothing will complete them, so they are aborted at once (no grace: the
+        job store, not a clock, says they are dead). One the storage cannot abort now
+        stays recorded for the next sweep."""
+        for _ in range(MAX_BATCHES):
+            dead = self.store.uploads_of_dead_claims(BATCH)
+            if dry_run:
+                report.uploads += len(dead)
+                return
+            aborted = 0
+            for upload in dead:
+                try:
+                    self.storage.abort_upload(upload.storage_key, upload.upload_id)
+                except StorageError:
+                    log.warning("could not abort the upload of %s", upload.storage_key)
+                    continue
+                self.store.upload_ended(upload.storage_key)
+                aborted += 1
+            report.uploads += aborted
+            if aborted < len(dead) or len(dead) < BATCH:
+                return
 
     def _orphans(self, report: SweepReport, dry_run: bool) -> None:
         cutoff = utcnow() - self.grace
