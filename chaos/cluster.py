@@ -43,22 +43,38 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 class PostgresCluster:
-    """`initdb` + `pg_ctl` in a temporary directory; trust auth on 127.0.0.1 only."""
+    """`initdb` + `pg_ctl` in a temporary directory; trust auth on `host` only (127.0.0.1
+    by default). `wrap` prefixes its commands, e.g. `ip netns exec <host>` to run the
+    server on another (namespaced) host; then `subnet` is trusted too."""
 
-    def __init__(self, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        wrap: list[str] | None = None,
+        subnet: str | None = None,
+    ) -> None:
         self.bin = bin_dir or pg_bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="exportd-chaos-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
-        self.port = free_port()
+        self.host = host
+        self.wrap = wrap or []
+        self.subnet = subnet
+        self.port = free_port() if not self.wrap else 5432
 
     @property
     def url(self) -> str:
-        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://{PG_USER}@{self.host}:{self.port}/postgres"
 
     def _run(self, *command: str) -> None:
         subprocess.run(
-            _as_postgres(list(command)), check=True, capture_output=True, text=True, timeout=120
+            [*self.wrap, *_as_postgres(list(command))],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     def _ctl(self, *args: str) -> None:
@@ -73,13 +89,16 @@ class PostgresCluster:
         )  # fmt: skip
         settings = {
             "port": str(self.port),
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": f"'{self.host}'",
             "unix_socket_directories": f"'{self.root}'",
             "max_connections": "500",
             "log_min_messages": "warning",
         }
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        if self.subnet is not None:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.subnet} trust\n")
         self._ctl("start", "-w", "-t", "60")
 
     def restart_immediate(self) -> None:

@@ -61,9 +61,20 @@ def _free_ports(count: int) -> list[int]:
 class SeaweedFS:
     """One `weed mini` process; `start()` returns once its S3 endpoint answers."""
 
-    def __init__(self, root: Path, bucket: str = "exportd-test") -> None:
+    def __init__(
+        self,
+        root: Path,
+        bucket: str = "exportd-test",
+        *,
+        ip: str = "127.0.0.1",
+        wrap: list[str] | None = None,
+    ) -> None:
+        """`ip` is the address it binds and serves on; `wrap` prefixes its command (e.g.
+        `ip netns exec <host>`, to run it on another, namespaced host)."""
         self.root = root
         self.bucket = bucket
+        self.ip = ip
+        self.wrap = wrap or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
         self.log_path = root / "weed.log"
@@ -83,15 +94,15 @@ class SeaweedFS:
 
     def command(self, binary: str) -> list[str]:
         master, volume, filer, s3, admin = _free_ports(5)
-        self.endpoint = f"http://127.0.0.1:{s3}"
+        self.endpoint = f"http://{self.ip}:{s3}"
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
         return [
             binary,
             "mini",
             f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
+            f"-ip={self.ip}",
+            f"-ip.bind={self.ip}",
             f"-master.port={master}",
             f"-volume.port={volume}",
             f"-filer.port={filer}",
@@ -110,7 +121,10 @@ class SeaweedFS:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                self.command(binary), stdout=out, stderr=subprocess.STDOUT, cwd=self.root
+                [*self.wrap, *self.command(binary)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
             )
         self._wait_ready()
         self.client().create_bucket(Bucket=self.bucket)
