@@ -134,6 +134,7 @@ class JobRunner:
             self.storage,
             key_prefix=f"jobs/{job.id}/{job.attempt}",
             tag=f"{job.id}.{job.attempt}",
+            max_bytes=self.settings.max_output_bytes,
         )
         try:
             self._write(attempt, plan, output)
