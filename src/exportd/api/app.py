@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from exportd.api import (
+    openapi,
     problems,
     routes_batches,
     routes_events,
@@ -67,6 +68,7 @@ def create_app(runtime: Runtime, *, workers: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     problems.install(app)
+    openapi.install(app, runtime.registry, runtime.settings)
     for module in (routes_meta, routes_exports, routes_events, routes_batches, routes_files):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)

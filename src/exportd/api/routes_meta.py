@@ -20,7 +20,23 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+@router.get(
+    "/readyz",
+    tags=["health"],
+    responses={
+        503: {
+            "description": "not ready",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"status": {"type": "string"}, "detail": {"type": "string"}},
+                    }
+                }
+            },
+        }
+    },
+)
 def readyz(runtime: CurrentRuntime) -> Any:
     """The database answers and its schema is current."""
     try:

@@ -3,29 +3,46 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from exportd.api.validation import INT32_MAX, Filename, JsonObject, Text
 from exportd.jobs import Job, Status, utcnow
+
+MAX_RUNTIME_SECONDS = 7 * 86400
+"""The longest `max_runtime_seconds` a request may ask for."""
 
 
 class ExportRequest(BaseModel):
+    """One export to queue. Text anywhere in it (params and options included) holds no NUL
+    and no unpaired surrogate; numbers fit what both job stores hold."""
+
     model_config = ConfigDict(extra="forbid")
 
-    exporter: str = Field(min_length=1, max_length=200)
-    params: dict[str, Any] = Field(default_factory=dict)
-    format: str = "csv"
-    compression: str = "none"
-    options: dict[str, Any] = Field(
+    exporter: Annotated[Text, Field(min_length=1, max_length=200)]
+    params: JsonObject = Field(
+        default_factory=dict, description="checked against the exporter's params schema"
+    )
+    format: Annotated[Text, Field(min_length=1, max_length=40)] = "csv"
+    compression: Annotated[Text, Field(min_length=1, max_length=20)] = "none"
+    options: JsonObject = Field(
         default_factory=dict,
         description="writer options: formats (a zip bundle), max_rows_per_file, max_bytes_per_file",
     )
     priority: int = Field(default=0, ge=-100, le=100, description="higher runs first")
     max_attempts: int | None = Field(default=None, ge=1, le=100)
-    max_runtime_seconds: float | None = Field(default=None, gt=0)
-    filename: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^/\\]+$")
-    ttl_seconds: int | None = Field(default=None, ge=60)
+    max_runtime_seconds: float | None = Field(
+        default=None, gt=0, le=MAX_RUNTIME_SECONDS, allow_inf_nan=False
+    )
+    filename: Filename | None = None
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=INT32_MAX,
+        description="seconds the files are kept after completion (at most the server's "
+        "max_ttl_seconds)",
+    )
 
 
 class BatchRequest(BaseModel):
@@ -176,3 +193,26 @@ def job_out(job: Job) -> JobOut:
 
 
 StatusFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query, path or header, then the field")
+    msg: str = Field(description="why the value was refused")
+    type: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details, the body of every error (`application/problem+json`).
+    Some problems add members of their own (`errors`, `index`, `names`, `job_id`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    code: str = Field(description="stable, machine-readable")
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = Field(
+        default=None, description="each refused field and why (validation problems)"
+    )

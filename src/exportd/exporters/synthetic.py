@@ -32,8 +32,11 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from exportd.config import Settings
+from exportd.errors import PermanentError
 from exportd.exporters.registry import ExportContext, exporter
 
 BLOCK_ROWS = 65_536
@@ -92,6 +95,8 @@ DEFAULT_COLUMNS: dict[str, Column | ColumnType] = {
 
 
 class SyntheticParams(BaseModel):
+    """`rows` is at most the server's EXPORTD_SYNTHETIC_MAX_ROWS (100,000,000 unless set)."""
+
     model_config = ConfigDict(extra="forbid")
 
     rows: Annotated[int, Field(ge=0, le=MAX_ROWS)] = 1000
@@ -99,6 +104,16 @@ class SyntheticParams(BaseModel):
     columns: dict[str, Column | ColumnType] = Field(
         default_factory=lambda: dict(DEFAULT_COLUMNS), min_length=1
     )
+
+    @field_validator("rows")
+    @classmethod
+    def _within_the_cap(cls, rows: int, info: ValidationInfo) -> int:
+        """Held to `settings.synthetic_max_rows` when validated with
+        `context={"settings": settings}`, as the API does."""
+        settings = (info.context or {}).get("settings")
+        if isinstance(settings, Settings):
+            check_rows(rows, settings)
+        return rows
 
     def column_specs(self) -> dict[str, Column]:
         return {
@@ -440,9 +455,24 @@ def generate(params: SyntheticParams) -> Iterator[pa.RecordBatch]:
         yield generate_block(params, block, min(BLOCK_ROWS, params.rows - start))
 
 
+def check_rows(rows: int, settings: Settings) -> None:
+    """Refuse more rows than `EXPORTD_SYNTHETIC_MAX_ROWS` allows."""
+    cap = settings.synthetic_max_rows
+    if rows > cap:
+        raise PydanticCustomError(
+            "less_than_equal",
+            "Input should be less than or equal to {le} (EXPORTD_SYNTHETIC_MAX_ROWS)",
+            {"le": cap},
+        )
+
+
 @exporter("synthetic", params=SyntheticParams)
 def synthetic(params: SyntheticParams, ctx: ExportContext) -> Iterator[pa.RecordBatch]:
     """Seeded, deterministic fake rows (an orders table unless `columns` says otherwise)."""
+    try:
+        check_rows(params.rows, ctx.settings)  # jobs queued before the cap was lowered
+    except PydanticCustomError as exc:
+        raise PermanentError(f"params.rows: {exc.message()}", code="invalid_params") from None
     ctx.set_total(params.rows)
     ctx.step("generating rows")
     yield from generate(params)
