@@ -76,15 +76,25 @@ class OutputFile:
 
 
 class _Part:
+    """One file being written; `tabular` parts get the format's writer, a document's part
+    is written whole by `write_document`."""
+
     def __init__(
-        self, name: str, fmt: FormatSpec, target: Target, compression: str, budget: ByteBudget
+        self,
+        name: str,
+        fmt: FormatSpec,
+        target: Target,
+        compression: str,
+        budget: ByteBudget,
+        *,
+        tabular: bool = True,
     ) -> None:
         self.name = name
         self.fmt = fmt
         self.target = target
         self.sink = HashingSink(target, budget)
         self.stream = Stream(self.sink, "none" if fmt.container else compression)
-        writer = fmt.writer
+        writer = fmt.writer if tabular else None
         self.writer: TabularWriter | None = (
             writer(self.stream, compression=compression) if writer is not None else None
         )
@@ -198,7 +208,7 @@ class Output:
             self._counts[(member, fmt.name)] = number + 1
         name = plan.file_name(fmt, member, number)
         target = self._target(name)
-        return _Part(name, fmt, target, plan.compression, self._budget)
+        return _Part(name, fmt, target, plan.compression, self._budget, tabular=not plan.document)
 
     def _target(self, name: str) -> Target:
         if self._tmp is not None:
