@@ -90,7 +90,7 @@ def describe_exporters(components: Schema, registry: Registry, settings: Setting
     variants = []
     for spec in specs:
         name = f"ExportRequest.{_name(spec.name)}"
-        components[name] = export_variant(base, spec, components)
+        components[name] = export_variant(base, spec, components, settings)
         variants.append({"$ref": f"{REF}{name}"})
     components["ExportRequest"] = {
         "title": "ExportRequest",
@@ -99,11 +99,24 @@ def describe_exporters(components: Schema, registry: Registry, settings: Setting
     }
 
 
-def export_variant(base: Schema, spec: ExporterSpec, components: Schema) -> Schema:
+def params_schema(spec: ExporterSpec, settings: Settings, **kw: Any) -> Schema:
+    """The JSON Schema of an exporter's params on this server. A params model may define
+    `json_schema_for(settings, **kw)` when what it accepts depends on the settings (the
+    synthetic row cap); otherwise it is the model's JSON Schema."""
+    for_settings = getattr(spec.params, "json_schema_for", None)
+    if for_settings is not None:
+        schema: Schema = for_settings(settings, **kw)
+        return schema
+    return spec.params.model_json_schema(**kw)
+
+
+def export_variant(
+    base: Schema, spec: ExporterSpec, components: Schema, settings: Settings
+) -> Schema:
     """The request for one exporter: its name, its params schema (its `$defs` become
     components `<exporter>.<Model>`), the formats it writes and the options they take."""
     prefix = f"{_name(spec.name)}."
-    params = spec.params.model_json_schema(ref_template=f"{REF}{prefix}{{model}}")
+    params = params_schema(spec, settings, ref_template=f"{REF}{prefix}{{model}}")
     for def_name, definition in params.pop("$defs", {}).items():
         components[f"{prefix}{def_name}"] = definition
     allowed = [f for f in spec.formats if f in FORMATS]
@@ -116,10 +129,13 @@ def export_variant(base: Schema, spec: ExporterSpec, components: Schema) -> Sche
     properties["format"] = {"type": "string", "enum": allowed}
     properties["compression"] = {"type": "string", "enum": list(COMPRESSIONS), "default": "none"}
     properties["options"] = options_schema(allowed, document=spec.kind == "document")
+    required = variant.setdefault("required", [])
     if "csv" in allowed:
         properties["format"]["default"] = "csv"
     else:
-        variant["required"] = [*variant.get("required", []), "format"]
+        required.append("format")
+    if params.get("required"):  # then `{}`, the default, is not valid params
+        required.append("params")
     return variant
 
 
@@ -128,6 +144,7 @@ def options_schema(formats: list[str], *, document: bool) -> Schema:
     properties = schema["properties"]
     listed = properties["formats"]["anyOf"][0]
     listed["items"] = {"type": "string", "enum": formats}
+    listed["uniqueItems"] = True
     if document:  # one file: no parts, and a bundle of one format at most
         for key in ("max_rows_per_file", "max_bytes_per_file"):
             properties.pop(key)

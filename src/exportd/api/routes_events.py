@@ -57,9 +57,35 @@ class SharedReads:
 
 SHARED = SharedReads()
 
+EVENT_DATA = {
+    "type": "object",
+    "required": ["job_id", "type", "at"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "type": {"type": "string", "description": "created, started, progress, completed, ..."},
+        "at": {"type": "string", "format": "date-time"},
+        "status": {"type": "string"},
+        "percent": {"type": ["number", "null"]},
+    },
+}
 EVENT_STREAM: dict[str, Any] = {
-    "description": "Server-Sent Events",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "description": "Server-Sent Events; each message's `data` is one job event as JSON",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "event": {"type": "string"},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": EVENT_DATA,
+                    },
+                },
+            }
+        }
+    },
 }
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

@@ -80,6 +80,18 @@ def check_output(spec: ExporterSpec, body: ExportRequest, settings: Settings) ->
     allowed = [f for f in spec.formats if f in FORMATS]
     if body.format not in FORMATS:
         raise Problem(422, "invalid_format", f"format: unknown format (use {', '.join(allowed)})")
+    if options.formats and len(set(options.formats)) < len(options.formats):
+        raise invalid(
+            "invalid_options",
+            "invalid options",
+            [
+                {
+                    "loc": ["options", "formats"],
+                    "msg": "List should name each format once",
+                    "type": "unique_items",
+                }
+            ],
+        )
     for name in options.formats or [body.format]:
         if name not in allowed:
             field = "options.formats" if options.formats else "format"
@@ -134,7 +146,10 @@ def request_hash(body: ExportRequest) -> str:
     "/exports",
     status_code=202,
     response_model=JobOut,
-    responses=problems(400, 403, 409, 413, 422, 429),
+    responses={
+        200: {"description": "the job this Idempotency-Key already created", "model": JobOut},
+        **problems(400, 403, 409, 413, 422, 429),
+    },
 )
 def create_export(
     body: ExportRequest,

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime
+from exportd.api.openapi import params_schema
 from exportd.api.schemas import ExporterOut
 from exportd.formats import FORMATS
 
@@ -68,7 +69,7 @@ def list_exporters(principal: CurrentPrincipal, runtime: CurrentRuntime) -> list
             name=spec.name,
             description=spec.description,
             formats=[f for f in spec.formats if f in FORMATS],
-            params_schema=spec.params.model_json_schema(),
+            params_schema=params_schema(spec, runtime.settings),
         )
         for spec in runtime.registry
     ]

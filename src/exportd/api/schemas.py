@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from exportd.api.validation import INT32_MAX, Filename, JsonObject, Text
+from exportd.api.validation import INT32_MAX, JSON_NUMBER, Filename, JsonObject, Text
 from exportd.jobs import Job, Status, utcnow
 
 MAX_RUNTIME_SECONDS = 7 * 86400
@@ -30,16 +30,17 @@ class ExportRequest(BaseModel):
         default_factory=dict,
         description="writer options: formats (a zip bundle), max_rows_per_file, max_bytes_per_file",
     )
-    priority: int = Field(default=0, ge=-100, le=100, description="higher runs first")
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    max_runtime_seconds: float | None = Field(
-        default=None, gt=0, le=MAX_RUNTIME_SECONDS, allow_inf_nan=False
+    priority: Annotated[int, Field(ge=-100, le=100), JSON_NUMBER] = Field(
+        default=0, description="higher runs first"
     )
+    max_attempts: Annotated[int, Field(ge=1, le=100), JSON_NUMBER] | None = None
+    max_runtime_seconds: (
+        Annotated[float, Field(gt=0, le=MAX_RUNTIME_SECONDS, allow_inf_nan=False), JSON_NUMBER]
+        | None
+    ) = None
     filename: Filename | None = None
-    ttl_seconds: int | None = Field(
+    ttl_seconds: Annotated[int, Field(ge=60, le=INT32_MAX), JSON_NUMBER] | None = Field(
         default=None,
-        ge=60,
-        le=INT32_MAX,
         description="seconds the files are kept after completion (at most the server's "
         "max_ttl_seconds)",
     )

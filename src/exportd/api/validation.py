@@ -7,7 +7,8 @@ store, the JSON encoders or the file system cannot hold is accepted and fails la
 - a file name is one path segment of at most 255 bytes of UTF-8, without control
   characters, and not `.` or `..`;
 - ids are the canonical UUID text the store makes;
-- timestamps carry a time zone and stay in range once converted to UTC.
+- timestamps are ISO 8601 text with a time zone and stay in range once in UTC;
+- numbers are JSON numbers (pydantic's lax mode would take `true` or `"5"`).
 
 The checks are pydantic validators (`Text`, `JsonObject`, `Filename`, `Timestamp`), so a
 refusal is an ordinary validation error naming the field and saying why."""
@@ -20,7 +21,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 INT32_MAX = 2**31 - 1
@@ -114,6 +122,26 @@ def to_utc(value: datetime) -> datetime:
         ) from None
 
 
+def json_number(value: Any) -> Any:
+    """Refuse booleans and strings where a number is expected."""
+    if isinstance(value, bool | str):
+        kind = "boolean" if isinstance(value, bool) else "string"
+        raise PydanticCustomError(
+            "number_type", "Input should be a number, not a {kind}", {"kind": kind}
+        )
+    return value
+
+
+def iso_timestamp(value: Any) -> Any:
+    """Refuse what pydantic would read as a Unix time (numbers, numeric text)."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or not text or text.lstrip("+-").replace(".", "", 1).isdigit():
+        raise PydanticCustomError(
+            "datetime_format", "Input should be an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z"
+        )
+    return value
+
+
 def is_id(value: str) -> bool:
     """True when `value` could be an id the store made (a job's, a batch's)."""
     return ID.fullmatch(value) is not None
@@ -141,8 +169,14 @@ Filename = Annotated[
     ),
 ]
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(to_utc)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(iso_timestamp), AfterValidator(to_utc)]
 """An ISO 8601 timestamp with a time zone, in range once converted to UTC."""
+
+
+JSON_NUMBER = BeforeValidator(json_number)
+"""For numeric fields: `Annotated[int, Field(ge=1), JSON_NUMBER]`; the constraints come
+first, so that they reach the JSON Schema as minimum and maximum."""
+
 
 Cursor = Annotated[
     str,

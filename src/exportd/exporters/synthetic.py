@@ -33,6 +33,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from exportd.config import Settings
@@ -42,7 +43,7 @@ from exportd.exporters.registry import ExportContext, exporter
 BLOCK_ROWS = 65_536
 MAX_ROWS = 10_000_000_000
 
-ColumnType = Literal[
+ShortColumnType = Literal[
     "sequence",
     "int",
     "float",
@@ -54,18 +55,33 @@ ColumnType = Literal[
     "date",
     "timestamp",
     "uuid",
-    "choice",
 ]
+"""The types a column may name alone (a `choice` column needs its options)."""
+ColumnType = Literal[ShortColumnType, "choice"]
+
+CHOICE_NEEDS_OPTIONS: JsonDict = {
+    "if": {"properties": {"type": {"const": "choice"}}},
+    "then": {"required": ["options"], "properties": {"options": {"type": "array", "minItems": 1}}},
+}
+
+
+def _json_number(value: Any) -> Any:
+    """Numbers as JSON numbers: pydantic would otherwise take `true` or `"5"`."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a number")
+    return value
 
 
 class Column(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=CHOICE_NEEDS_OPTIONS)
 
     type: ColumnType
     options: list[str] | None = Field(default=None, description="values for `choice`")
-    min: float | None = None
+    min: float | None = Field(default=None, description="at most `max`")
     max: float | None = None
     null_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    _numbers = field_validator("min", "max", "null_fraction", mode="before")(_json_number)
 
     @model_validator(mode="after")
     def _check(self) -> Column:
@@ -76,7 +92,7 @@ class Column(BaseModel):
         return self
 
 
-DEFAULT_COLUMNS: dict[str, Column | ColumnType] = {
+DEFAULT_COLUMNS: dict[str, Column | ShortColumnType] = {
     "order_id": "sequence",
     "order_uuid": "uuid",
     "customer_name": "name",
@@ -101,9 +117,18 @@ class SyntheticParams(BaseModel):
 
     rows: Annotated[int, Field(ge=0, le=MAX_ROWS)] = 1000
     seed: int = 0
-    columns: dict[str, Column | ColumnType] = Field(
+    columns: dict[str, Column | ShortColumnType] = Field(
         default_factory=lambda: dict(DEFAULT_COLUMNS), min_length=1
     )
+
+    _numbers = field_validator("rows", "seed", mode="before")(_json_number)
+
+    @classmethod
+    def json_schema_for(cls, settings: Settings, **kw: Any) -> dict[str, Any]:
+        """The JSON Schema with `rows` held to the server's cap, as validation holds it."""
+        schema = cls.model_json_schema(**kw)
+        schema["properties"]["rows"]["maximum"] = settings.synthetic_max_rows
+        return schema
 
     @field_validator("rows")
     @classmethod
