@@ -76,6 +76,7 @@ def client(server: LiveServer) -> httpx.Client:
         ({"max_rows_per_file": -5}, ["options", "max_rows_per_file"], "greater than or equal"),
         ({"max_bytes_per_file": 10}, ["options", "max_bytes_per_file"], "greater than or equal"),
         ({"formats": []}, ["options", "formats"], "at least 1 item"),
+        ({"formats": ["csv", "csv"]}, ["options", "formats"], "each format once"),
     ],
 )
 def test_bad_options_are_422_invalid_options_naming_the_field(
@@ -183,6 +184,8 @@ def test_a_filename_of_255_bytes_is_written_and_downloaded(live_server: Start) -
         ("max_attempts", 0, "greater than or equal to 1"),
         ("max_runtime_seconds", 1e300, "less than or equal to 604800"),
         ("max_runtime_seconds", 0, "greater than 0"),
+        ("priority", True, "a number, not a boolean"),
+        ("ttl_seconds", "600", "a number, not a string"),
     ],
 )
 def test_numbers_out_of_range_are_refused(
@@ -289,6 +292,7 @@ def test_path_ids_that_cannot_exist_are_404(server: LiveServer, client: httpx.Cl
         ({"created_before": "0001-01-01T00:00:00+00:02"}, "created_before", "once in UTC"),
         ({"created_after": "9999-12-31T23:59:59-00:01"}, "created_after", "once in UTC"),
         ({"created_after": "2024-01-01T00:00:00"}, "created_after", "timezone"),
+        ({"created_before": "0.5"}, "created_before", "ISO 8601"),
         ({"limit": "0"}, "limit", "greater than or equal to 1"),
     ],
 )
@@ -446,3 +450,56 @@ def test_a_job_over_the_row_cap_queued_earlier_fails_permanently(live_server: St
     )
     assert done["error"]["code"] == "invalid_params" and not done["error"]["retryable"]
     assert "params.rows" in done["error"]["message"] and done["attempt"] == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"columns": {"a": "choice"}}, "Input should be"),
+        ({"columns": {"a": {"type": "choice"}}}, "needs a non-empty `options` list"),
+        ({"rows": True}, "Input should be a number"),
+        ({"columns": {"a": {"type": "int", "null_fraction": False}}}, "Input should be a number"),
+    ],
+)
+def test_synthetic_params_that_would_fail_at_run_time_are_refused(
+    server: LiveServer, client: httpx.Client, params: dict[str, Any], reason: str
+) -> None:
+    """A choice column without options (also the bare "choice" shorthand, which used to
+    fail the job when it ran) and booleans for numbers are a 422 `invalid_params`."""
+    response = client.post("/v1/exports", json={"exporter": "synthetic", "params": params})
+    body = assert_problem(response, 422, "invalid_params")
+    assert reason in body["detail"] and body["errors"][0]["loc"][0] == "params"
+    assert stored_rows(server) == (0, 0)
+
+
+def test_the_openapi_documents_problems_auth_and_each_exporter(live_server: Start) -> None:
+    """Every 4xx of every operation is `application/problem+json` with the Problem schema,
+    token routes document 401 and the bearer scheme, and an export request is one variant
+    per exporter with the server's limits (ttl, synthetic rows)."""
+    server = live_server(workers=False, max_ttl_seconds=3600, synthetic_max_rows=500)
+    document = server.client(None).get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert {"type", "title", "status", "code", "detail", "instance", "errors"} <= set(
+        schemas["Problem"]["properties"]
+    )
+    assert document["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            statuses = operation["responses"]
+            errors = [s for s in statuses if s.startswith("4")]
+            assert errors or not path.startswith("/v1/"), f"{method} {path}"
+            for status in errors:
+                content = statuses[status]["content"]
+                assert content == {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                }, f"{method} {path} {status}"
+            if path.startswith("/v1/") and not path.startswith("/v1/files"):
+                assert operation["security"] == [{"token": []}] and "401" in statuses
+    variants = [v["$ref"].rsplit("/", 1)[1] for v in schemas["ExportRequest"]["oneOf"]]
+    exporters = {schemas[v]["properties"]["exporter"]["enum"][0]: schemas[v] for v in variants}
+    assert {"synthetic", "sql", "document", "slow"} <= set(exporters)
+    synthetic = exporters["synthetic"]["properties"]
+    assert synthetic["params"]["properties"]["rows"]["maximum"] == 500
+    assert synthetic["ttl_seconds"]["anyOf"][0]["maximum"] == 3600
+    assert "pdf" not in synthetic["format"]["enum"] and "csv" in synthetic["format"]["enum"]
+    assert "format" in exporters["document"]["required"]
