@@ -77,6 +77,7 @@ def client(server: LiveServer) -> httpx.Client:
         ({"max_bytes_per_file": 10}, ["options", "max_bytes_per_file"], "greater than or equal"),
         ({"formats": []}, ["options", "formats"], "at least 1 item"),
         ({"formats": ["csv", "csv"]}, ["options", "formats"], "each format once"),
+        ({"max_rows_per_file": True}, ["options", "max_rows_per_file"], "a number"),
     ],
 )
 def test_bad_options_are_422_invalid_options_naming_the_field(

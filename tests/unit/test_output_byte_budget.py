@@ -78,8 +78,8 @@ def test_an_export_within_the_cap_is_published(tmp_path: Path) -> None:
 
 
 def test_the_budget_is_shared_and_refuses_before_writing() -> None:
-    """Two sinks share one budget, and the write that would pass it never reaches the
-    target."""
+    """Two sinks share one budget, the write that would pass it never reaches the target,
+    and writes after the refusal (a writer cleaning up) are dropped without raising."""
     budget = ByteBudget(10)
     first, second = bytearray(), bytearray()
     HashingSink(_Into(first), budget).write(b"123456")
@@ -87,6 +87,7 @@ def test_the_budget_is_shared_and_refuses_before_writing() -> None:
     sink.write(b"1234")
     with pytest.raises(PermanentError, match="10 bytes"):
         sink.write(b"5")
+    sink.write(b"end record")
     assert (bytes(first), bytes(second), budget.used) == (b"123456", b"1234", 11)
 
 

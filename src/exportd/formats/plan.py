@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from exportd.errors import PermanentError
 from exportd.formats.base import FormatSpec
@@ -36,6 +36,14 @@ class WriterOptions(BaseModel):
     formats: Annotated[list[str], Field(min_length=1, max_length=16)] | None = None
     max_rows_per_file: Annotated[int, Field(ge=1)] | None = None
     max_bytes_per_file: Annotated[int, Field(ge=MIN_PART_BYTES)] | None = None
+
+    @field_validator("max_rows_per_file", "max_bytes_per_file", mode="before")
+    @classmethod
+    def _json_number(cls, value: Any) -> Any:
+        """JSON numbers only: pydantic would otherwise read `true` as 1."""
+        if isinstance(value, bool | str):
+            raise ValueError("Input should be a number")
+        return value
 
 
 def parse_options(options: dict[str, Any]) -> WriterOptions:

@@ -21,10 +21,14 @@ class ByteBudget:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.used = 0
+        self.refused = False
+        """Set once a write was refused: the attempt is failing and its files are being
+        discarded, so later writes (a writer's own cleanup) are dropped, not refused again."""
 
     def spend(self, size: int) -> None:
         self.used += size
         if self.limit is not None and self.used > self.limit:
+            self.refused = True
             raise PermanentError(
                 f"the export is larger than the {self.limit:,} bytes one export may write "
                 "(EXPORTD_MAX_OUTPUT_BYTES)",
@@ -46,6 +50,8 @@ class HashingSink:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         data = bytes(data)
         if self._budget is not None:
+            if self._budget.refused:
+                return len(data)
             self._budget.spend(len(data))
         self._hash.update(data)
         self.size += len(data)
