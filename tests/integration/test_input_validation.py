@@ -459,14 +459,17 @@ def test_a_job_over_the_row_cap_queued_earlier_fails_permanently(live_server: St
         ({"columns": {"a": "choice"}}, "Input should be"),
         ({"columns": {"a": {"type": "choice"}}}, "needs a non-empty `options` list"),
         ({"rows": True}, "Input should be a number"),
+        ({"columns": {"a": {"type": "float", "min": 2000}}}, "min must not exceed max"),
+        ({"columns": {"a": {"type": "int", "max": 1e300}}}, "less than or equal to 1000000000000000"),
         ({"columns": {"a": {"type": "int", "null_fraction": False}}}, "Input should be a number"),
     ],
 )
 def test_synthetic_params_that_would_fail_at_run_time_are_refused(
     server: LiveServer, client: httpx.Client, params: dict[str, Any], reason: str
 ) -> None:
-    """A choice column without options (also the bare "choice" shorthand, which used to
-    fail the job when it ran) and booleans for numbers are a 422 `invalid_params`."""
+    """A choice column without options (also the bare "choice" shorthand), a min above
+    the type's default max, or bounds past 64-bit arithmetic (all used to fail the job
+    when it ran) and booleans for numbers are a 422 `invalid_params`."""
     response = client.post("/v1/exports", json={"exporter": "synthetic", "params": params})
     body = assert_problem(response, 422, "invalid_params")
     assert reason in body["detail"] and body["errors"][0]["loc"][0] == "params"

@@ -59,6 +59,12 @@ ShortColumnType = Literal[
 """The types a column may name alone (a `choice` column needs its options)."""
 ColumnType = Literal[ShortColumnType, "choice"]
 
+MAX_BOUND = 1e15
+"""The largest `min`/`max` magnitude: every generator's arithmetic stays within 64 bits."""
+DEFAULT_RANGES = {"sequence": (1.0, 1e18), "int": (0.0, 1e6), "float": (0.0, 1e3)}
+DEFAULT_RANGE = (0.0, 1e4)
+"""Where `min` and `max` are not given: per type, else (decimal and the rest) this."""
+
 CHOICE_NEEDS_OPTIONS: JsonDict = {
     "if": {"properties": {"type": {"const": "choice"}}},
     "then": {"required": ["options"], "properties": {"options": {"type": "array", "minItems": 1}}},
@@ -77,18 +83,28 @@ class Column(BaseModel):
 
     type: ColumnType
     options: list[str] | None = Field(default=None, description="values for `choice`")
-    min: float | None = Field(default=None, description="at most `max`")
-    max: float | None = None
+    min: Annotated[float, Field(ge=-MAX_BOUND, le=MAX_BOUND)] | None = Field(
+        default=None, description="at most `max` (or the type's default max)"
+    )
+    max: Annotated[float, Field(ge=-MAX_BOUND, le=MAX_BOUND)] | None = None
     null_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
 
     _numbers = field_validator("min", "max", "null_fraction", mode="before")(_json_number)
+
+    @property
+    def low(self) -> float:
+        return self.min if self.min is not None else DEFAULT_RANGES.get(self.type, DEFAULT_RANGE)[0]
+
+    @property
+    def high(self) -> float:
+        return self.max if self.max is not None else DEFAULT_RANGES.get(self.type, DEFAULT_RANGE)[1]
 
     @model_validator(mode="after")
     def _check(self) -> Column:
         if self.type == "choice" and not self.options:
             raise ValueError("a choice column needs a non-empty `options` list")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not exceed max")
+        if self.type != "sequence" and self.low > self.high:  # a sequence only starts at min
+            raise ValueError("min must not exceed max (a default counts where one is not given)")
         return self
 
 
@@ -360,22 +376,22 @@ def _fixed(type_: pa.DataType, values: npt.NDArray[Any]) -> pa.Array:
 
 
 def _sequence(rng: np.random.Generator, start: int, n: int, col: Column) -> pa.Array:
-    first = int(col.min or 1) + start
+    first = int(col.low) + start
     return _fixed(pa.int64(), np.arange(first, first + n, dtype=np.int64))
 
 
 def _int(rng: np.random.Generator, start: int, n: int, col: Column) -> pa.Array:
-    low, high = int(col.min if col.min is not None else 0), int(col.max or 1_000_000)
+    low, high = int(col.low), int(col.high)
     return _fixed(pa.int64(), rng.integers(low, high, n, dtype=np.int64, endpoint=True))
 
 
 def _float(rng: np.random.Generator, start: int, n: int, col: Column) -> pa.Array:
-    low, high = col.min if col.min is not None else 0.0, col.max or 1000.0
+    low, high = col.low, col.high
     return _fixed(pa.float64(), np.round(rng.uniform(low, high, n), 4))
 
 
 def _decimal(rng: np.random.Generator, start: int, n: int, col: Column) -> pa.Array:
-    low, high = col.min if col.min is not None else 0.0, col.max or 10_000.0
+    low, high = col.low, col.high
     cents = rng.integers(int(low * 100), int(high * 100), n, dtype=np.int64, endpoint=True)
     words = np.empty((n, 2), dtype=np.int64)  # 128-bit little-endian two's complement
     words[:, 0] = cents
