@@ -460,7 +460,10 @@ def test_a_job_over_the_row_cap_queued_earlier_fails_permanently(live_server: St
         ({"columns": {"a": {"type": "choice"}}}, "needs a non-empty `options` list"),
         ({"rows": True}, "Input should be a number"),
         ({"columns": {"a": {"type": "float", "min": 2000}}}, "min must not exceed max"),
-        ({"columns": {"a": {"type": "int", "max": 1e300}}}, "less than or equal to 1000000000000000"),
+        (
+            {"columns": {"a": {"type": "int", "max": 1e300}}},
+            "less than or equal to 1000000000000000",
+        ),
         ({"columns": {"a": {"type": "int", "null_fraction": False}}}, "Input should be a number"),
     ],
 )
