@@ -32,7 +32,16 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
@@ -108,6 +117,16 @@ class Column(BaseModel):
         return self
 
 
+def _column_kind(value: Any) -> str:
+    return "type" if isinstance(value, str) else "column"
+
+
+ColumnSpec = Annotated[
+    Annotated[Column, Tag("column")] | Annotated[ShortColumnType, Tag("type")],
+    Discriminator(_column_kind),
+]
+"""A column: its type alone, or a `Column`; errors name only the form that was given."""
+
 DEFAULT_COLUMNS: dict[str, Column | ShortColumnType] = {
     "order_id": "sequence",
     "order_uuid": "uuid",
@@ -133,7 +152,7 @@ class SyntheticParams(BaseModel):
 
     rows: Annotated[int, Field(ge=0, le=MAX_ROWS)] = 1000
     seed: int = 0
-    columns: dict[str, Column | ShortColumnType] = Field(
+    columns: dict[str, ColumnSpec] = Field(
         default_factory=lambda: dict(DEFAULT_COLUMNS), min_length=1
     )
 
