@@ -168,6 +168,25 @@ class Settings(BaseSettings):
         description="presigned: redirect to the bucket; proxy: stream through exportd",
     )
 
+    max_ttl_seconds: int = Field(
+        default=365 * 86400,
+        ge=60,
+        le=2**31 - 1,
+        description="the longest `ttl_seconds` an export may ask for (default 365 days)",
+    )
+    max_output_bytes: int = Field(
+        default=50 * 2**30,
+        ge=1,
+        le=2**63 - 1,
+        description="bytes one export may write in all (default 50 GiB); past it the job "
+        "fails with `too_large`",
+    )
+    synthetic_max_rows: int = Field(
+        default=100_000_000,
+        ge=0,
+        le=10_000_000_000,
+        description="the most rows one `synthetic` export may ask for",
+    )
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     event_poll_interval: float = Field(default=0.1, gt=0, description="SSE fallback polling")
     session_ttl_seconds: int = Field(

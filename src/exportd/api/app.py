@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from exportd.api import (
+    openapi,
     problems,
     routes_batches,
     routes_events,
@@ -83,6 +84,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.observability = observability or ObservabilitySettings()
     problems.install(app)
+    openapi.install(app, runtime.registry, runtime.settings)
     for module in (
         routes_meta,
         routes_exports,

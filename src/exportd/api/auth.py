@@ -10,11 +10,20 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from exportd.api.problems import Problem
+from exportd.api.validation import is_id, text_reason
 from exportd.api.web import sessions
 from exportd.runtime import Runtime
+
+bearer = HTTPBearer(
+    auto_error=False, scheme_name="token", description="an API token (`exportd token create`)"
+)
+"""Documents the scheme in the OpenAPI; the header is checked by `get_principal`."""
+
+UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="exportd"'}
 
 
 @dataclass(frozen=True)
@@ -35,20 +44,22 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="exportd"'}
-
-
-async def get_principal(request: Request) -> Principal:
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller: a bearer token's owner; without an Authorization header, the owner of
+    the web session's cookie."""
     if "authorization" not in request.headers and sessions.session_secret(request):
         return await cookie_principal(request)
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    unauthorized = UNAUTHORIZED
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise Problem(401, "unauthorized", "a bearer token is required", headers=unauthorized)
-    token = await run_in_threadpool(get_runtime(request).store.authenticate, secret.strip())
+    secret = credentials.credentials.strip() if credentials is not None else ""
+    if not secret:
+        raise Problem(401, "unauthorized", "a bearer token is required", headers=UNAUTHORIZED)
+    token = None
+    if text_reason(secret) is None:
+        token = await run_in_threadpool(get_runtime(request).store.authenticate, secret)
     if token is None:
-        raise Problem(401, "unauthorized", "the token is not valid", headers=unauthorized)
+        raise Problem(401, "unauthorized", "the token is not valid", headers=UNAUTHORIZED)
     return Principal(token.owner, token.admin, f"{token.owner}/{token.name or token.id}")
 
 
@@ -70,3 +81,21 @@ async def cookie_principal(request: Request) -> Principal:
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 CurrentRuntime = Annotated[Runtime, Depends(get_runtime)]
+
+NOT_FOUND = {"job_id": "no such export job", "batch_id": "no such batch"}
+
+
+def known_path_ids(request: Request, principal: CurrentPrincipal) -> None:
+    """A job or batch id in the path that the store cannot have made, or any path value
+    no store can hold (NUL, an unpaired surrogate), is a 404 at once (after
+    authentication), so the store is never asked about it."""
+    for name, detail in NOT_FOUND.items():
+        value = request.path_params.get(name)
+        if value is not None and not is_id(value):
+            raise Problem(404, "not_found", detail)
+    for value in request.path_params.values():
+        if isinstance(value, str) and text_reason(value) is not None:
+            raise Problem(404, "not_found", "no such resource")
+
+
+KnownPathIds = Depends(known_path_ids)

@@ -1,12 +1,33 @@
-"""Refuse request bodies over a size limit before they are read into memory."""
+"""Refuse request bodies over a size limit before they are read into memory: at once when
+`Content-Length` declares too much, and as soon as a chunked body has passed the limit."""
 
 from __future__ import annotations
 
+import json
+
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised by the counting `receive` while the app reads the body; FastAPI passes an
+    `HTTPException` raised there on (other errors it turns into 400), and the API's
+    handler answers 413 `body_too_large`."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "the request body is too large")
+
+
+def refusal(path: str) -> bytes:
+    problem = {
+        "type": "https://exportd.dev/problems/body_too_large",
+        "title": "Content too large",
+        "status": 413,
+        "code": "body_too_large",
+        "detail": "the request body is too large",
+        "instance": path,
+    }
+    return json.dumps(problem).encode()
 
 
 class BodySizeLimit:
@@ -21,7 +42,7 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, scope.get("path", ""))
             return
         seen = 0
 
@@ -33,16 +54,10 @@ class BodySizeLimit:
                 raise BodyTooLarge
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLarge:
-            await self._refuse(send)
+        await self.app(scope, counted, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = (
-            b'{"type":"https://exportd.dev/problems/body_too_large","title":"Content too large",'
-            b'"status":413,"code":"body_too_large","detail":"the request body is too large"}'
-        )
+    async def _refuse(self, send: Send, path: str) -> None:
+        body = refusal(path)
         await send(
             {
                 "type": "http.response.start",

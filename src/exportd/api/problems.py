@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from exportd.api.validation import text_reason
 from exportd.errors import (
     ExportdError,
     InvalidTransition,
@@ -20,6 +23,8 @@ from exportd.errors import (
 )
 
 PROBLEM = "application/problem+json"
+SOURCES = ("body", "query", "path", "header", "cookie")
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
 class Problem(Exception):
@@ -55,6 +60,18 @@ TITLES = {
 }
 
 
+def _clean(value: Any) -> Any:
+    """`value` with text that UTF-8 cannot encode (unpaired surrogates echoed from the
+    request) replaced, so that a problem about bad input can always be sent."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode() if text_reason(value) else value
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
     body = {
         "type": f"https://exportd.dev/problems/{problem.code}",
@@ -65,7 +82,51 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
         "instance": request.url.path,
         **problem.extra,
     }
-    return JSONResponse(body, problem.status, headers=problem.headers, media_type=PROBLEM)
+    return JSONResponse(_clean(body), problem.status, headers=problem.headers, media_type=PROBLEM)
+
+
+def field_name(loc: Sequence[str | int]) -> str:
+    """`params.rows` for a pydantic location; where the value came from (body, query,
+    path, header) is left out."""
+    inside = loc[1:] if loc and loc[0] in SOURCES else loc
+    return ".".join(str(part) for part in inside) or str(loc[0] if loc else "body")
+
+
+def field_errors(errors: Iterable[Any], prefix: Sequence[str | int] = ()) -> list[dict[str, Any]]:
+    """Pydantic error details as the `errors` member of a problem."""
+    return [
+        {"loc": [*prefix, *e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
+
+
+def invalid(code: str, summary: str, errors: list[dict[str, Any]]) -> Problem:
+    """A 422 whose detail says each field's reason: `summary: field: reason; ...`."""
+    reasons = "; ".join(f"{field_name(e['loc'])}: {e['msg']}" for e in errors)
+    return Problem(422, code, f"{summary}: {reasons}", errors=errors)
+
+
+def invalid_field(loc: Sequence[str | int], msg: str, type_: str) -> Problem:
+    return invalid(
+        "validation_error", "invalid request", [{"loc": list(loc), "msg": msg, "type": type_}]
+    )
+
+
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (not only the first route's): each
+    method is tried against the app's routes, however they are nested."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def from_error(exc: ExportdError) -> Problem:
@@ -96,18 +157,15 @@ def install(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        fields = ", ".join(".".join(str(p) for p in e["loc"][1:]) or "body" for e in errors)
-        problem = Problem(422, "validation_error", f"invalid request: {fields}", errors=errors)
+        problem = invalid("validation_error", "invalid request", field_errors(exc.errors()))
         return problem_response(request, problem)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        headers = dict(exc.headers) if exc.headers else None
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
         problem = Problem(exc.status_code, code, str(exc.detail), headers=headers)
         return problem_response(request, problem)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from exportd.api.auth import CurrentPrincipal, CurrentRuntime
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds
+from exportd.api.openapi import problems
 from exportd.api.problems import Problem
 from exportd.api.routes_exports import build_job, too_many_active
 from exportd.api.schemas import BatchOut, BatchRequest
@@ -12,7 +13,7 @@ from exportd.errors import ActiveLimitReached
 from exportd.runtime import Runtime
 from exportd.store.tokens import Batch
 
-router = APIRouter(prefix="/v1", tags=["batches"])
+router = APIRouter(prefix="/v1", tags=["batches"], dependencies=[KnownPathIds])
 
 
 def batch_out(runtime: Runtime, batch: Batch) -> BatchOut:
@@ -42,7 +43,12 @@ def batch_out(runtime: Runtime, batch: Batch) -> BatchOut:
     )
 
 
-@router.post("/batches", status_code=201, response_model=BatchOut)
+@router.post(
+    "/batches",
+    status_code=201,
+    response_model=BatchOut,
+    responses=problems(400, 403, 413, 422, 429),
+)
 def create_batch(
     body: BatchRequest, principal: CurrentPrincipal, runtime: CurrentRuntime, response: Response
 ) -> BatchOut:
@@ -68,6 +74,6 @@ def create_batch(
     return batch_out(runtime, batch)
 
 
-@router.get("/batches/{batch_id}", response_model=BatchOut)
+@router.get("/batches/{batch_id}", response_model=BatchOut, responses=problems(404))
 def get_batch(batch_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> BatchOut:
     return batch_out(runtime, runtime.store.get_batch(batch_id, principal.scope))

@@ -12,16 +12,18 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from exportd.api.auth import CurrentPrincipal, CurrentRuntime
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds
+from exportd.api.openapi import problems
 from exportd.errors import JobNotFound
 from exportd.events import EventHub, Subscription
 from exportd.events.hub import tick
 from exportd.jobs import TERMINAL, Event, Progress, Status
 from exportd.runtime import Runtime
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], dependencies=[KnownPathIds])
 T = TypeVar("T")
 
 
@@ -55,6 +57,36 @@ class SharedReads:
 
 SHARED = SharedReads()
 
+EVENT_DATA = {
+    "type": "object",
+    "required": ["job_id", "type", "at"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "type": {"type": "string", "description": "created, started, progress, completed, ..."},
+        "at": {"type": "string", "format": "date-time"},
+        "status": {"type": "string"},
+        "percent": {"type": ["number", "null"]},
+    },
+}
+EVENT_STREAM: dict[str, Any] = {
+    "description": "Server-Sent Events; each message's `data` is one job event as JSON",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "event": {"type": "string"},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": EVENT_DATA,
+                    },
+                },
+            }
+        }
+    },
+}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -150,20 +182,38 @@ async def _exists(runtime: Runtime, job_id: str) -> bool:
     return True
 
 
+MAX_EVENT_ID = 2**63 - 1
+EventId = Annotated[int, Field(ge=0, le=MAX_EVENT_ID)]
+
+
+def parse_event_id(header: str | None) -> int | None:
+    """A `Last-Event-ID` that is a plain ASCII decimal within 63 bits, else None: the
+    header is ignored (the stream starts as without it) rather than refused, so that a
+    browser's EventSource, which sends back whatever id it last saw, always reconnects."""
+    value = (header or "").strip()
+    if not value or len(value) > 19 or not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if number <= MAX_EVENT_ID else None
+
+
 def _start(last_event_id: str | None, query_value: int | None) -> int:
-    if last_event_id and last_event_id.strip().isdigit():
-        return int(last_event_id)
-    return query_value or 0
+    parsed = parse_event_id(last_event_id)
+    return parsed if parsed is not None else query_value or 0
 
 
-@router.get("/exports/{job_id}/events", response_class=StreamingResponse)
+@router.get(
+    "/exports/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: EVENT_STREAM, **problems(404, 422)},
+)
 async def job_events(
     job_id: str,
     request: Request,
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[int | None, Query(ge=0, description="like Last-Event-ID")] = None,
+    after: Annotated[EventId | None, Query(description="like Last-Event-ID")] = None,
 ) -> StreamingResponse:
     hub: EventHub = request.app.state.hub
     subscription = hub.subscribe(job_id=job_id)
@@ -188,16 +238,18 @@ async def job_events(
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@router.get("/events", response_class=StreamingResponse)
+@router.get(
+    "/events", response_class=StreamingResponse, responses={200: EVENT_STREAM, **problems(422)}
+)
 async def owner_events(
     request: Request,
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[EventId | None, Query(description="like Last-Event-ID")] = None,
 ) -> StreamingResponse:
     start = _start(last_event_id, after)
-    if start == 0 and last_event_id is None and after is None:
+    if start == 0 and parse_event_id(last_event_id) is None and after is None:
         start = await run_in_threadpool(runtime.store.last_event_id)  # only what comes next
     subscription = request.app.state.hub.subscribe(owner=principal.scope)
     stream = follow(request, runtime, subscription, after=start, owner=principal.scope)

@@ -13,52 +13,53 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import Field
 
-from exportd.api.auth import CurrentPrincipal, CurrentRuntime, Principal
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds, Principal
 from exportd.api.links import issue_link
-from exportd.api.problems import Problem
+from exportd.api.openapi import problems
+from exportd.api.problems import Problem, field_errors, invalid, invalid_field
 from exportd.api.routes_webhooks import check_webhook_url
 from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
-from exportd.errors import ActiveLimitReached, RetryLimitReached
+from exportd.api.validation import Cursor, IdText, Text, Timestamp
+from exportd.config import Settings
+from exportd.errors import ActiveLimitReached, PermanentError, RetryLimitReached
+from exportd.exporters import ExporterSpec
 from exportd.exporters.params import error_message
-from exportd.formats import COMPRESSIONS, FORMATS
+from exportd.formats import COMPRESSIONS, FORMATS, OutputPlan, plan_output
+from exportd.formats.plan import WriterOptions
 from exportd.jobs import Artifact, Job, NewJob, Status, utcnow
 from exportd.runtime import Runtime
 
-router = APIRouter(prefix="/v1", tags=["exports"])
+router = APIRouter(prefix="/v1", tags=["exports"], dependencies=[KnownPathIds])
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 DELETE_WAIT_SECONDS = 10.0
 
 
 def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> NewJob:
-    """Validate a request completely (exporter, params, format, permissions) before
-    anything is queued."""
+    """Validate a request completely (exporter, params, format, options, permissions,
+    limits) before anything is queued: whatever would fail the job at once is a 422."""
     if body.exporter not in runtime.registry:
         names = [spec.name for spec in runtime.registry]
         detail = f"no exporter named {body.exporter!r}; available: {', '.join(names)}"
         raise Problem(422, "unknown_exporter", detail, available=names)
     spec = runtime.registry.get(body.exporter)
+    settings = runtime.settings
     try:
-        params = spec.validate(body.params)
+        params = spec.params.model_validate(body.params, context={"settings": settings})
     except pydantic.ValidationError as exc:
         errors = [
-            {"loc": ["params", *e["loc"]], "msg": error_message(spec.params, e), "type": e["type"]}
-            for e in exc.errors()
+            {**e, "msg": error_message(spec.params, raw)}
+            for e, raw in zip(field_errors(exc.errors(), ["params"]), exc.errors(), strict=True)
         ]
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-        raise Problem(422, "invalid_params", f"invalid params: {reasons}", errors=errors) from exc
-    formats = [str(f) for f in body.options.get("formats", [])] or [body.format]
-    for name in formats:
-        if name not in FORMATS or name not in spec.formats:
-            allowed = ", ".join(f for f in spec.formats if f in FORMATS)
-            raise Problem(
-                422, "invalid_format", f"{spec.name!r} cannot write {name!r} (use {allowed})"
-            )
-    if body.compression not in COMPRESSIONS:
-        allowed = ", ".join(COMPRESSIONS)
-        raise Problem(422, "invalid_compression", f"unknown compression (use {allowed})")
+        raise invalid("invalid_params", "invalid params", errors) from exc
+    check_output(spec, body, settings)
+    if body.ttl_seconds is not None and body.ttl_seconds > settings.max_ttl_seconds:
+        raise invalid_field(
+            ["body", "ttl_seconds"],
+            f"Input should be less than or equal to {settings.max_ttl_seconds}",
+            "less_than_equal",
+        )
     spec.authorize(params, principal.admin)
-    settings = runtime.settings
     spec.check(params, settings)
     check_quota(runtime, principal.owner)
     if body.notify is not None and body.notify.webhook_url:
@@ -79,6 +80,61 @@ def build_job(runtime: Runtime, principal: Principal, body: ExportRequest) -> Ne
         notify=body.notify.model_dump() if body.notify else None,
         created_by=principal.actor,
     )
+
+
+def check_output(spec: ExporterSpec, body: ExportRequest, settings: Settings) -> OutputPlan:
+    """Plan the job's files now, as its worker will, so that a bad format, compression
+    or option is refused here and never fails the job when it runs."""
+    try:
+        options = WriterOptions.model_validate(body.options)
+    except pydantic.ValidationError as exc:
+        raise invalid(
+            "invalid_options", "invalid options", field_errors(exc.errors(), ["options"])
+        ) from None
+    allowed = [f for f in spec.formats if f in FORMATS]
+    if body.format not in FORMATS:
+        raise Problem(422, "invalid_format", f"format: unknown format (use {', '.join(allowed)})")
+    if options.formats and len(set(options.formats)) < len(options.formats):
+        raise invalid(
+            "invalid_options",
+            "invalid options",
+            [
+                {
+                    "loc": ["options", "formats"],
+                    "msg": "List should name each format once",
+                    "type": "unique_items",
+                }
+            ],
+        )
+    for name in options.formats or [body.format]:
+        if name not in allowed:
+            field = "options.formats" if options.formats else "format"
+            raise Problem(
+                422,
+                "invalid_format",
+                f"{field}: {spec.name!r} cannot write {name!r} (use {', '.join(allowed)})",
+            )
+    if body.compression not in COMPRESSIONS:
+        allowed = list(COMPRESSIONS)
+        raise Problem(
+            422,
+            "invalid_compression",
+            f"compression: unknown compression (use {', '.join(allowed)})",
+        )
+    try:
+        return plan_output(
+            job_id="0",
+            format=body.format,
+            compression=body.compression,
+            options=body.options,
+            filename=body.filename,
+            allowed=spec.formats,
+            document=spec.kind == "document",
+            multi_file=spec.multi_file,
+            max_parts=settings.max_parts,
+        )
+    except PermanentError as exc:
+        raise Problem(422, exc.code, f"options: {exc.message}") from None
 
 
 def check_quota(runtime: Runtime, owner: str) -> None:
@@ -112,14 +168,22 @@ def request_hash(body: ExportRequest) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-@router.post("/exports", status_code=202, response_model=JobOut)
+@router.post(
+    "/exports",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        200: {"description": "the job this Idempotency-Key already created", "model": JobOut},
+        **problems(400, 403, 409, 413, 422, 429),
+    },
+)
 def create_export(
     body: ExportRequest,
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
     response: Response,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+        Text | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> JobOut:
     """Queue an export; `Idempotency-Key` makes retries of this request safe for 24 h."""
@@ -152,21 +216,21 @@ def create_export(
     return job_out(job)
 
 
-@router.get("/exports", response_model=JobPage)
+@router.get("/exports", response_model=JobPage, responses=problems(422))
 def list_exports(
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
     status: Annotated[list[StatusFilter] | None, Query()] = None,
-    exporter: str | None = None,
-    batch_id: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    exporter: Annotated[Text | None, Query(max_length=200)] = None,
+    batch_id: IdText | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     label: Annotated[
-        list[str] | None,
+        list[Text] | None,
         Query(description="`key:value`; repeat to require several labels"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> JobPage:
     """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for more."""
     page = runtime.store.list_jobs(
@@ -174,8 +238,8 @@ def list_exports(
         status=[Status(s) for s in status or []],
         exporter=exporter,
         batch_id=batch_id,
-        created_after=_aware(created_after),
-        created_before=_aware(created_before),
+        created_after=created_after,
+        created_before=created_before,
         labels=[_label(text) for text in label or []],
         limit=limit,
         cursor=cursor,
@@ -186,28 +250,22 @@ def list_exports(
 def _label(text: str) -> tuple[str, str]:
     key, sep, value = text.partition(":")
     if not sep or not key:
-        raise Problem(422, "validation_error", f"label filter {text!r}: use key:value")
+        raise invalid_field(["query", "label"], f"{text!r}: use key:value", "value_error")
     return key, value
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    raise Problem(422, "validation_error", "timestamps need a time zone (e.g. ...Z)")
-
-
-@router.get("/exports/{job_id}", response_model=JobOut)
+@router.get("/exports/{job_id}", response_model=JobOut, responses=problems(404))
 def get_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
     return job_out(runtime.store.get(job_id, principal.scope))
 
 
-@router.post("/exports/{job_id}/cancel", response_model=JobOut)
+@router.post("/exports/{job_id}/cancel", response_model=JobOut, responses=problems(404, 409))
 def cancel_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
     """Queued jobs are cancelled at once; running ones stop within about a second."""
     return job_out(runtime.store.request_cancel(job_id, principal.scope, actor=principal.actor))
 
 
-@router.post("/exports/{job_id}/retry", response_model=JobOut)
+@router.post("/exports/{job_id}/retry", response_model=JobOut, responses=problems(404, 409, 429))
 def retry_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
     """Queue a failed or cancelled job again, as a new series of attempts."""
     try:
@@ -225,7 +283,7 @@ def retry_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRunti
     return job_out(job)
 
 
-@router.delete("/exports/{job_id}", status_code=204)
+@router.delete("/exports/{job_id}", status_code=204, responses=problems(404, 409))
 def delete_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> Response:
     """Cancel the job if needed, then remove it and its files."""
     job = runtime.store.request_cancel(job_id, principal.scope, actor=principal.actor)
@@ -262,12 +320,26 @@ def pick_artifact(job: Job, name: str | None) -> Artifact:
     raise Problem(400, "artifact_name_required", "pass ?name= to choose a file", names=names)
 
 
-@router.get("/exports/{job_id}/download", status_code=307)
+@router.get(
+    "/exports/{job_id}/download",
+    status_code=307,
+    response_class=RedirectResponse,
+    responses={
+        307: {
+            "description": "to the signed link of the file",
+            "headers": {
+                "Location": {"schema": {"type": "string"}},
+                "X-Expires-At": {"schema": {"type": "integer"}, "description": "Unix time"},
+            },
+        },
+        **problems(400, 404, 409, 410, 422),
+    },
+)
 def download_export(
     job_id: str,
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
-    name: str | None = None,
+    name: Annotated[Text | None, Query(max_length=255)] = None,
 ) -> Any:
     """Redirect to a link for the file that needs no token and expires after
     `EXPORTD_LINK_TTL_SECONDS`: on S3 storage a presigned URL of the bucket (counted as a

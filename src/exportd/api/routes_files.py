@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from exportd.api.auth import CurrentRuntime
 from exportd.api.links import content_disposition, storage_problem
+from exportd.api.openapi import problems
 from exportd.api.problems import Problem
+from exportd.api.validation import is_id
 from exportd.errors import ArtifactNotFound, JobNotFound, StorageError
 from exportd.jobs import Artifact, utcnow
 from exportd.runtime import Runtime
@@ -22,7 +25,7 @@ from exportd.storage.signing import verify
 router = APIRouter(prefix="/v1", tags=["files"])
 
 CHUNK = 256 * 1024
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -50,6 +53,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def find_artifact(runtime: Runtime, signed: str) -> Artifact:
     job_id, name = verify(runtime.secret_key(), signed)
+    if not is_id(job_id):
+        raise Problem(404, "not_found", "the export no longer exists")
     try:
         job = runtime.store.get(job_id)
     except JobNotFound:
@@ -115,5 +120,18 @@ def get_file(signed: str, request: Request, runtime: CurrentRuntime) -> Response
     return StreamingResponse(body, status, headers=headers, media_type=artifact.content_type)
 
 
-router.add_api_route("/files/{signed}", get_file, methods=["GET"], operation_id="get_file")
-router.add_api_route("/files/{signed}", get_file, methods=["HEAD"], operation_id="head_file")
+FILE = {"schema": {"type": "string", "format": "binary"}}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file", "content": {"*/*": FILE}},
+    206: {"description": "the range asked for", "content": {"*/*": FILE}},
+    **problems(403, 404, 410, 416, 422),
+}
+for method in ("GET", "HEAD"):
+    router.add_api_route(
+        "/files/{signed}",
+        get_file,
+        methods=[method],
+        operation_id=f"{method.lower()}_file",
+        response_class=Response,
+        responses=FILE_RESPONSES,
+    )

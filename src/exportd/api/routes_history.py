@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from exportd.api.auth import CurrentPrincipal, CurrentRuntime, Principal
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds, Principal
 from exportd.api.problems import Problem
 from exportd.config import parse_duration
 from exportd.jobs import Event
 from exportd.store.sql import AuditEntry
 from exportd.store.stats import SAMPLE, JobStats
 
-router = APIRouter(prefix="/v1", tags=["history"])
+router = APIRouter(prefix="/v1", tags=["history"], dependencies=[KnownPathIds])
 
 WORKER = "worker"
 """The actor of the events a worker writes on its own (stored as no actor)."""

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from exportd.api.auth import CurrentPrincipal, CurrentRuntime, get_principal
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime, bearer, get_principal
+from exportd.api.openapi import params_schema, problems
 from exportd.api.problems import Problem
 from exportd.api.schemas import ExporterOut
 from exportd.errors import StoreError
@@ -47,7 +48,7 @@ async def _check(check: Callable[[], None]) -> dict[str, Any]:
     return {"ok": True}
 
 
-@router.get("/readyz", tags=["health"])
+@router.get("/readyz", tags=["health"], responses=problems(503))
 async def readyz(runtime: CurrentRuntime) -> dict[str, Any]:
     """The job store answers with a current schema, and the artifact storage answers;
     otherwise `503` with a problem naming what failed."""
@@ -67,7 +68,7 @@ async def metrics(request: Request, runtime: CurrentRuntime) -> Response:
     """This process's metrics and the store's queue depth and stored bytes, in the
     Prometheus text format. Needs an admin token unless `EXPORTD_METRICS_PUBLIC=true`."""
     if not request.app.state.observability.metrics_public:
-        principal = await get_principal(request)
+        principal = await get_principal(request, await bearer(request))
         if not principal.admin:
             raise Problem(403, "forbidden", "metrics need an admin token")
     body = await run_in_threadpool(render, runtime.store)
@@ -82,7 +83,7 @@ def list_exporters(principal: CurrentPrincipal, runtime: CurrentRuntime) -> list
             name=spec.name,
             description=spec.description,
             formats=[f for f in spec.formats if f in FORMATS],
-            params_schema=spec.params.model_json_schema(),
+            params_schema=params_schema(spec, runtime.settings),
         )
         for spec in runtime.registry
     ]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from exportd.api.auth import CurrentPrincipal, CurrentRuntime
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds
 from exportd.api.problems import Problem
 from exportd.api.schemas import QuotaIn, UsageOut
 from exportd.runtime import Runtime
 
-router = APIRouter(prefix="/v1", tags=["usage"])
+router = APIRouter(prefix="/v1", tags=["usage"], dependencies=[KnownPathIds])
 
 
 def usage_out(runtime: Runtime, owner: str) -> UsageOut:

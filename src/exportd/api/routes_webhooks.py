@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from exportd.api.auth import CurrentPrincipal, CurrentRuntime
+from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds
 from exportd.api.problems import Problem
 from exportd.api.webhook_schemas import (
     EVENTS,
@@ -34,7 +34,7 @@ from exportd.errors import InvalidTransition, TargetRefused
 from exportd.runtime import Runtime
 from exportd.store.webhooks import Webhook
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=[KnownPathIds])
 
 Limit = Annotated[int, Query(ge=1, le=200)]
 DeliveryStatus = Literal["pending", "delivered", "failed"]

@@ -7,28 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from exportd.api.validation import INT32_MAX, JSON_NUMBER, Filename, JsonObject, Text
 from exportd.jobs import Job, Status, utcnow
 
-
-class ExportRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    exporter: str = Field(min_length=1, max_length=200)
-    params: dict[str, Any] = Field(default_factory=dict)
-    format: str = "csv"
-    compression: str = "none"
-    options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="writer options: formats (a zip bundle), max_rows_per_file, max_bytes_per_file,"
-        " csv_formula_escape (default true)",
-    )
-    priority: int = Field(default=0, ge=-100, le=100, description="higher runs first")
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    max_runtime_seconds: float | None = Field(default=None, gt=0)
-    filename: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[^/\\]+$")
-    ttl_seconds: int | None = Field(default=None, ge=60)
-    labels: Labels = Field(default_factory=dict)
-    notify: NotifyRequest | None = None
+MAX_RUNTIME_SECONDS = 7 * 86400
+"""The longest `max_runtime_seconds` a request may ask for."""
 
 
 LABEL_KEY = r"^[A-Za-z0-9_.\-]{1,64}$"
@@ -51,6 +34,41 @@ class NotifyRequest(BaseModel):
     email: Annotated[
         list[Annotated[str, Field(max_length=320, pattern=EMAIL)]], Field(max_length=10)
     ] = Field(default_factory=list)
+
+
+class ExportRequest(BaseModel):
+    """One export to queue. Text anywhere in it (params and options included) holds no NUL
+    and no unpaired surrogate; numbers fit what both job stores hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exporter: Annotated[Text, Field(min_length=1, max_length=200)]
+    params: JsonObject = Field(
+        default_factory=dict, description="checked against the exporter's params schema"
+    )
+    format: Annotated[Text, Field(min_length=1, max_length=40)] = "csv"
+    compression: Annotated[Text, Field(min_length=1, max_length=20)] = "none"
+    options: JsonObject = Field(
+        default_factory=dict,
+        description="writer options: formats (a zip bundle), max_rows_per_file, max_bytes_per_file,"
+        " csv_formula_escape (default true)",
+    )
+    priority: Annotated[int, Field(ge=-100, le=100), JSON_NUMBER] = Field(
+        default=0, description="higher runs first"
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=100), JSON_NUMBER] | None = None
+    max_runtime_seconds: (
+        Annotated[float, Field(gt=0, le=MAX_RUNTIME_SECONDS, allow_inf_nan=False), JSON_NUMBER]
+        | None
+    ) = None
+    filename: Filename | None = None
+    ttl_seconds: Annotated[int, Field(ge=60, le=INT32_MAX), JSON_NUMBER] | None = Field(
+        default=None,
+        description="seconds the files are kept after completion (at most the server's "
+        "max_ttl_seconds)",
+    )
+    labels: Labels = Field(default_factory=dict)
+    notify: NotifyRequest | None = None
 
 
 class BatchRequest(BaseModel):
@@ -225,3 +243,26 @@ def job_out(job: Job) -> JobOut:
 
 
 StatusFilter = Literal["queued", "running", "completed", "failed", "cancelled"]
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query, path or header, then the field")
+    msg: str = Field(description="why the value was refused")
+    type: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details, the body of every error (`application/problem+json`).
+    Some problems add members of their own (`errors`, `index`, `names`, `job_id`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    code: str = Field(description="stable, machine-readable")
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = Field(
+        default=None, description="each refused field and why (validation problems)"
+    )

@@ -32,14 +32,27 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
+from exportd.config import Settings
+from exportd.errors import PermanentError
 from exportd.exporters.registry import ExportContext, exporter
 
 BLOCK_ROWS = 65_536
 MAX_ROWS = 10_000_000_000
 
-ColumnType = Literal[
+ShortColumnType = Literal[
     "sequence",
     "int",
     "float",
@@ -51,35 +64,76 @@ ColumnType = Literal[
     "date",
     "timestamp",
     "uuid",
-    "choice",
 ]
+"""The types a column may name alone (a `choice` column needs its options)."""
+ColumnType = Literal[ShortColumnType, "choice"]
+
+MAX_BOUND = 1e15
+"""The largest `min`/`max` magnitude: every generator's arithmetic stays within 64 bits."""
+DEFAULT_RANGES = {"sequence": (1.0, 1e18), "int": (0.0, 1e6), "float": (0.0, 1e3)}
+DEFAULT_RANGE = (0.0, 1e4)
+"""Where `min` and `max` are not given: per type, else (decimal and the rest) this."""
+
+CHOICE_NEEDS_OPTIONS: JsonDict = {
+    "if": {"properties": {"type": {"const": "choice"}}},
+    "then": {"required": ["options"], "properties": {"options": {"type": "array", "minItems": 1}}},
+}
+
+
+def _json_number(value: Any) -> Any:
+    """Numbers as JSON numbers: pydantic would otherwise take `true` or `"5"`."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a number")
+    return value
 
 
 class Column(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=CHOICE_NEEDS_OPTIONS)
 
     type: ColumnType = Field(description="what the column holds")
     options: list[str] | None = Field(default=None, description="values for `choice`")
-    min: float | None = Field(
-        default=None, description="smallest value of int, float, decimal, date, timestamp"
+    min: Annotated[float, Field(ge=-MAX_BOUND, le=MAX_BOUND)] | None = Field(
+        default=None,
+        description="smallest value of int, float, decimal, date, timestamp; at most `max` "
+        "(or the type's default max)",
     )
-    max: float | None = Field(
+    max: Annotated[float, Field(ge=-MAX_BOUND, le=MAX_BOUND)] | None = Field(
         default=None, description="largest value of int, float, decimal, date, timestamp"
     )
     null_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.0, description="share of the rows where the value is null"
     )
 
+    _numbers = field_validator("min", "max", "null_fraction", mode="before")(_json_number)
+
+    @property
+    def low(self) -> float:
+        return self.min if self.min is not None else DEFAULT_RANGES.get(self.type, DEFAULT_RANGE)[0]
+
+    @property
+    def high(self) -> float:
+        return self.max if self.max is not None else DEFAULT_RANGES.get(self.type, DEFAULT_RANGE)[1]
+
     @model_validator(mode="after")
     def _check(self) -> Column:
         if self.type == "choice" and not self.options:
             raise ValueError("a choice column needs a non-empty `options` list")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not exceed max")
+        if self.type != "sequence" and self.low > self.high:  # a sequence only starts at min
+            raise ValueError("min must not exceed max (a default counts where one is not given)")
         return self
 
 
-DEFAULT_COLUMNS: dict[str, Column | ColumnType] = {
+def _column_kind(value: Any) -> str:
+    return "type" if isinstance(value, str) else "column"
+
+
+ColumnSpec = Annotated[
+    Annotated[Column, Tag("column")] | Annotated[ShortColumnType, Tag("type")],
+    Discriminator(_column_kind),
+]
+"""A column: its type alone, or a `Column`; errors name only the form that was given."""
+
+DEFAULT_COLUMNS: dict[str, Column | ShortColumnType] = {
     "order_id": "sequence",
     "order_uuid": "uuid",
     "customer_name": "name",
@@ -98,18 +152,39 @@ DEFAULT_COLUMNS: dict[str, Column | ColumnType] = {
 
 
 class SyntheticParams(BaseModel):
+    """`rows` is at most the server's EXPORTD_SYNTHETIC_MAX_ROWS (100,000,000 unless set)."""
+
     model_config = ConfigDict(extra="forbid")
 
     rows: Annotated[int, Field(ge=0, le=MAX_ROWS)] = Field(
         default=1000, description="how many rows to make"
     )
     seed: int = Field(default=0, description="the same seed gives the same rows")
-    columns: dict[str, Column | ColumnType] = Field(
+    columns: dict[str, ColumnSpec] = Field(
         default_factory=lambda: dict(DEFAULT_COLUMNS),
         min_length=1,
         description="name -> a type (`int`, `email`...) or {type, options, min, max, "
         "null_fraction}; default: an orders table",
     )
+
+    _numbers = field_validator("rows", "seed", mode="before")(_json_number)
+
+    @classmethod
+    def json_schema_for(cls, settings: Settings, **kw: Any) -> dict[str, Any]:
+        """The JSON Schema with `rows` held to the server's cap, as validation holds it."""
+        schema = cls.model_json_schema(**kw)
+        schema["properties"]["rows"]["maximum"] = settings.synthetic_max_rows
+        return schema
+
+    @field_validator("rows")
+    @classmethod
+    def _within_the_cap(cls, rows: int, info: ValidationInfo) -> int:
+        """Held to `settings.synthetic_max_rows` when validated with
+        `context={"settings": settings}`, as the API does."""
+        settings = (info.context or {}).get("settings")
+        if isinstance(settings, Settings):
+            check_rows(rows, settings)
+        return rows
 
     def column_specs(self) -> dict[str, Column]:
         return {
@@ -331,22 +406,22 @@ def _fixed(type_: pa.DataType, values: npt.NDArray[Any]) -> pa.Array:
 
 
 def _sequence(rng: np.random.Generator, start: int, n: int, col: Column) -> pa.Array:
-    first = int(col.min or 1) + start
+    first = int(col.low) + start
     return _fixed(pa.int64(), np.arange(first, first + n, dtype=np.int64))
 
 
 def _int(rng: np.random.Generator, start: int, n: int, col: Column) -> pa.Array:
-    low, high = int(col.min if col.min is not None else 0), int(col.max or 1_000_000)
+    low, high = int(col.low), int(col.high)
     return _fixed(pa.int64(), rng.integers(low, high, n, dtype=np.int64, endpoint=True))
 
 
 def _float(rng: np.random.Generator, start: int, n: int, col: Column) -> pa.Array:
-    low, high = col.min if col.min is not None else 0.0, col.max or 1000.0
+    low, high = col.low, col.high
     return _fixed(pa.float64(), np.round(rng.uniform(low, high, n), 4))
 
 
 def _decimal(rng: np.random.Generator, start: int, n: int, col: Column) -> pa.Array:
-    low, high = col.min if col.min is not None else 0.0, col.max or 10_000.0
+    low, high = col.low, col.high
     cents = rng.integers(int(low * 100), int(high * 100), n, dtype=np.int64, endpoint=True)
     words = np.empty((n, 2), dtype=np.int64)  # 128-bit little-endian two's complement
     words[:, 0] = cents
@@ -451,9 +526,24 @@ def generate(params: SyntheticParams) -> Iterator[pa.RecordBatch]:
         yield generate_block(params, block, min(BLOCK_ROWS, params.rows - start))
 
 
+def check_rows(rows: int, settings: Settings) -> None:
+    """Refuse more rows than `EXPORTD_SYNTHETIC_MAX_ROWS` allows."""
+    cap = settings.synthetic_max_rows
+    if rows > cap:
+        raise PydanticCustomError(
+            "less_than_equal",
+            "Input should be less than or equal to {le} (EXPORTD_SYNTHETIC_MAX_ROWS)",
+            {"le": cap},
+        )
+
+
 @exporter("synthetic", params=SyntheticParams)
 def synthetic(params: SyntheticParams, ctx: ExportContext) -> Iterator[pa.RecordBatch]:
     """Seeded, deterministic fake rows (an orders table unless `columns` says otherwise)."""
+    try:
+        check_rows(params.rows, ctx.settings)  # jobs queued before the cap was lowered
+    except PydanticCustomError as exc:
+        raise PermanentError(f"params.rows: {exc.message()}", code="invalid_params") from None
     ctx.set_total(params.rows)
     ctx.step("generating rows")
     yield from generate(params)

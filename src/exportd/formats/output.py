@@ -30,7 +30,7 @@ from exportd.formats.bundle import (
 )
 from exportd.formats.document import Document, write_document
 from exportd.formats.plan import OutputPlan, too_many_parts
-from exportd.formats.sink import HashingSink, Stream
+from exportd.formats.sink import ByteBudget, HashingSink, Stream
 from exportd.storage import ArtifactStorage, Partial
 
 SCRATCH_PREFIX = "exportd-"
@@ -79,20 +79,26 @@ class OutputFile:
 
 
 class _Part:
+    """One file being written; `tabular` parts get the format's writer, a document's part
+    is written whole by `write_document`."""
+
     def __init__(
         self,
         name: str,
         fmt: FormatSpec,
         target: Target,
         compression: str,
+        budget: ByteBudget,
+        *,
+        tabular: bool = True,
         scratch: Callable[[], str] | None = None,
     ) -> None:
         self.name = name
         self.fmt = fmt
         self.target = target
-        self.sink = HashingSink(target)
+        self.sink = HashingSink(target, budget)
         self.stream = Stream(self.sink, "none" if fmt.container else compression, scratch=scratch)
-        writer = fmt.writer
+        writer = fmt.writer if tabular else None
         self.writer: TabularWriter | None = (
             writer(self.stream, compression=compression) if writer is not None else None
         )
@@ -110,6 +116,10 @@ def _temp_path(part: _Part) -> Path:
 
 
 class Output:
+    """`max_bytes` caps what the export writes in all (its files, or a bundle's members
+    and, separately, the zip that repeats them): past it the attempt fails permanently
+    with `too_large`, and the runner's `discard` leaves nothing behind."""
+
     def __init__(
         self,
         plan: OutputPlan,
@@ -118,11 +128,14 @@ class Output:
         key_prefix: str,
         tag: str,
         workdir: Path | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.plan = plan
         self.storage = storage
         self.key_prefix = key_prefix
         self.tag = tag
+        self.max_bytes = max_bytes
+        self._budget = ByteBudget(max_bytes)
         # Scratch files (bundle members, spreadsheet rows) live in a folder named after
         # the claim, so a sweep can tell a dead attempt's leftovers from a live one's.
         self.workdir = workdir
@@ -204,7 +217,15 @@ class Output:
             self._counts[(member, fmt.name)] = number + 1
         name = plan.file_name(fmt, member, number)
         target = self._target(name)
-        return _Part(name, fmt, target, plan.compression, self._scratch_path)
+        return _Part(
+            name,
+            fmt,
+            target,
+            plan.compression,
+            self._budget,
+            tabular=not plan.document,
+            scratch=self._scratch_path,
+        )
 
     def _target(self, name: str) -> Target:
         if self._tmp is not None:
@@ -271,7 +292,10 @@ class Output:
         ]
         manifest = manifest_bytes(self.plan.job_id, exported_at, [m[0] for m in members])
         bundle = self._write_whole(
-            self.plan.bundle_name, ZIP_TYPE, lambda stream: write_zip(stream, members, manifest)
+            self.plan.bundle_name,
+            ZIP_TYPE,
+            lambda stream: write_zip(stream, members, manifest),
+            ByteBudget(self.max_bytes),
         )
         self._publish_partials()
         self._cleanup()
@@ -281,10 +305,14 @@ class Output:
         return self.plan.compression == "none" and not fmt.container
 
     def _write_whole(
-        self, name: str, content_type: str, fill: Callable[[Stream], object]
+        self,
+        name: str,
+        content_type: str,
+        fill: Callable[[Stream], object],
+        budget: ByteBudget | None = None,
     ) -> OutputFile:
         partial = self._partial(name)
-        sink = HashingSink(partial)
+        sink = HashingSink(partial, budget or self._budget)
         stream = Stream(sink, "none")
         fill(stream)
         stream.close()

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from exportd.errors import PermanentError
 from exportd.formats.base import FormatSpec
@@ -44,6 +44,14 @@ class WriterOptions(BaseModel):
         "spreadsheet would run as a formula (first character = + - @ tab or carriage "
         "return); numbers are never changed. false writes every value verbatim.",
     )
+
+    @field_validator("max_rows_per_file", "max_bytes_per_file", mode="before")
+    @classmethod
+    def _json_number(cls, value: Any) -> Any:
+        """JSON numbers only: pydantic would otherwise read `true` as 1."""
+        if isinstance(value, bool | str):
+            raise ValueError("Input should be a number")
+        return value
 
 
 def parse_options(options: dict[str, Any]) -> WriterOptions:

@@ -15,17 +15,45 @@ class ByteWriter(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
-class HashingSink:
-    """Forwards writes to `target`, keeping the sha256 and size of what passed through."""
+class ByteBudget:
+    """The bytes one export may write in all, shared by the sinks of its files: a write
+    past `limit` raises `PermanentError(code="too_large")` before it reaches storage."""
 
-    def __init__(self, target: ByteWriter) -> None:
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.used = 0
+        self.refused = False
+        """Set once a write was refused: the attempt is failing and its files are being
+        discarded, so later writes (a writer's own cleanup) are dropped, not refused again."""
+
+    def spend(self, size: int) -> None:
+        self.used += size
+        if self.limit is not None and self.used > self.limit:
+            self.refused = True
+            raise PermanentError(
+                f"the export is larger than the {self.limit:,} bytes one export may write "
+                "(EXPORTD_MAX_OUTPUT_BYTES)",
+                code="too_large",
+            )
+
+
+class HashingSink:
+    """Forwards writes to `target`, keeping the sha256 and size of what passed through;
+    with a `budget`, every write is counted against it first."""
+
+    def __init__(self, target: ByteWriter, budget: ByteBudget | None = None) -> None:
         self._target = target
+        self._budget = budget
         self._hash = hashlib.sha256()
         self.size = 0
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         data = bytes(data)
+        if self._budget is not None:
+            if self._budget.refused:
+                return len(data)
+            self._budget.spend(len(data))
         self._hash.update(data)
         self.size += len(data)
         self._target.write(data)

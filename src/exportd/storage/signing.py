@@ -27,16 +27,33 @@ def sign(key: bytes, job_id: str, name: str, expires_at: int) -> str:
     return f"{payload}.{_b64(signature)}"
 
 
+MAX_EXPIRY = 2**63 - 1
+
+
 def verify(key: bytes, link: str, now: float | None = None) -> tuple[str, str]:
-    """The (job id, artifact name) a link grants; raises `LinkTampered` or `LinkExpired`."""
+    """The (job id, artifact name) a link grants; raises `LinkTampered` for anything but
+    a link `sign` made with `key` (bad signature, base64, JSON or payload shape) and
+    `LinkExpired` past its expiry."""
     payload, _, signature = link.partition(".")
-    expected = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
-    if not signature or not hmac.compare_digest(signature, expected):
+    if not payload.isascii() or not signature.isascii():
         raise LinkTampered("the download link is not valid")
-    try:
-        job_id, name, expires_at = orjson.loads(_unb64(payload))
-    except (ValueError, TypeError) as exc:
-        raise LinkTampered("the download link is not valid") from exc
+    expected = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+    if not signature or not hmac.compare_digest(signature.encode(), expected.encode()):
+        raise LinkTampered("the download link is not valid")
+    job_id, name, expires_at = _grant(payload)
     if (time.time() if now is None else now) >= expires_at:
         raise LinkExpired("the download link has expired")
-    return str(job_id), str(name)
+    return job_id, name
+
+
+def _grant(payload: str) -> tuple[str, str, int]:
+    try:
+        decoded = orjson.loads(_unb64(payload))
+    except ValueError as exc:  # bad base64 (binascii.Error) or JSON (JSONDecodeError)
+        raise LinkTampered("the download link is not valid") from exc
+    match decoded:
+        case [str(job_id), str(name), int(expires_at)] if (
+            not isinstance(expires_at, bool) and 0 <= expires_at <= MAX_EXPIRY
+        ):
+            return job_id, name, expires_at
+    raise LinkTampered("the download link is not valid")

@@ -170,6 +170,7 @@ class JobRunner:
             key_prefix=claim_prefix(job.owner, job.id, attempt.claim.token),
             tag=attempt.claim.token,
             workdir=self.settings.resolved_scratch_dir(),
+            max_bytes=self.settings.max_output_bytes,
         )
         try:
             self._write(attempt, plan, output)
