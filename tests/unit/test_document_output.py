@@ -44,7 +44,7 @@ def test_a_document_file_holds_exactly_the_document(
         allowed=["html", "markdown"],
         document=True,
     )
-    output = Output(plan, storage, key_prefix="jobs/d/1", tag="d.1")
+    output = Output(plan, storage, key_prefix="jobs/d/1", tag="claimd")
     output.write_document(document)
     (published,) = output.publish(datetime(2026, 1, 1, tzinfo=UTC))
     with storage.open_read(published.key) as handle:

@@ -32,7 +32,7 @@ def export(storage: LocalStorage, max_bytes: int, **kw: Any) -> None:
         filename=None,
         allowed=["csv", "ndjson", "parquet"],
     )
-    output = Output(plan, storage, key_prefix="jobs/j/1", tag="j.1", max_bytes=max_bytes)
+    output = Output(plan, storage, key_prefix="jobs/j/1", tag="claimj", max_bytes=max_bytes)
     try:
         for start in range(0, 20_000, 1000):
             output.write(rows(start, 1000))
