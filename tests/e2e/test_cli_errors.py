@@ -19,7 +19,7 @@ __all__ = ["either_env", "served"]
 HTTP_CLASS_NAMES = ("ConnectError", "HTTPStatusError", "UnsupportedProtocol", "httpx")
 BAD_PARAMS = [
     (["rows=-1"], "params.rows: Input should be greater than or equal to 0"),
-    (["rows=ten"], "params.rows: Input should be a valid integer"),
+    (["rows=ten"], "params.rows: Input should be a number, not a string"),
     (["row=10"], "params.row: unknown parameter; known: rows, seed, columns"),
 ]
 

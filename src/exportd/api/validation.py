@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from exportd.formats.plan import json_number
+
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_JSON_DEPTH = 32
@@ -120,16 +122,6 @@ def to_utc(value: datetime) -> datetime:
         raise PydanticCustomError(
             "datetime_range", "must be between 0001-01-01 and 9999-12-31 once in UTC"
         ) from None
-
-
-def json_number(value: Any) -> Any:
-    """Refuse booleans and strings where a number is expected."""
-    if isinstance(value, bool | str):
-        kind = "boolean" if isinstance(value, bool) else "string"
-        raise PydanticCustomError(
-            "number_type", "Input should be a number, not a {kind}", {"kind": kind}
-        )
-    return value
 
 
 def iso_timestamp(value: Any) -> Any:

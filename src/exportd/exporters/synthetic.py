@@ -48,6 +48,7 @@ from pydantic_core import PydanticCustomError
 from exportd.config import Settings
 from exportd.errors import PermanentError
 from exportd.exporters.registry import ExportContext, exporter
+from exportd.formats.plan import json_number
 
 BLOCK_ROWS = 65_536
 MAX_ROWS = 10_000_000_000
@@ -80,13 +81,6 @@ CHOICE_NEEDS_OPTIONS: JsonDict = {
 }
 
 
-def _json_number(value: Any) -> Any:
-    """Numbers as JSON numbers: pydantic would otherwise take `true` or `"5"`."""
-    if isinstance(value, bool | str):
-        raise ValueError("Input should be a number")
-    return value
-
-
 class Column(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=CHOICE_NEEDS_OPTIONS)
 
@@ -104,7 +98,7 @@ class Column(BaseModel):
         default=0.0, description="share of the rows where the value is null"
     )
 
-    _numbers = field_validator("min", "max", "null_fraction", mode="before")(_json_number)
+    _numbers = field_validator("min", "max", "null_fraction", mode="before")(json_number)
 
     @property
     def low(self) -> float:
@@ -167,7 +161,7 @@ class SyntheticParams(BaseModel):
         "null_fraction}; default: an orders table",
     )
 
-    _numbers = field_validator("rows", "seed", mode="before")(_json_number)
+    _numbers = field_validator("rows", "seed", mode="before")(json_number)
 
     @classmethod
     def json_schema_for(cls, settings: Settings, **kw: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from exportd.errors import PermanentError
 from exportd.formats.base import FormatSpec
@@ -28,6 +29,16 @@ from exportd.formats.text import VERBATIM
 from exportd.formats.writers import format_spec
 
 MIN_PART_BYTES = 1024
+
+
+def json_number(value: Any) -> Any:
+    """Numbers as JSON numbers: pydantic would otherwise take `true` as 1 or `"5"` as 5."""
+    if isinstance(value, bool | str):
+        kind = "boolean" if isinstance(value, bool) else "string"
+        raise PydanticCustomError(
+            "number_type", "Input should be a number, not a {kind}", {"kind": kind}
+        )
+    return value
 
 
 class WriterOptions(BaseModel):
@@ -45,13 +56,9 @@ class WriterOptions(BaseModel):
         "return); numbers are never changed. false writes every value verbatim.",
     )
 
-    @field_validator("max_rows_per_file", "max_bytes_per_file", mode="before")
-    @classmethod
-    def _json_number(cls, value: Any) -> Any:
-        """JSON numbers only: pydantic would otherwise read `true` as 1."""
-        if isinstance(value, bool | str):
-            raise ValueError("Input should be a number")
-        return value
+    _numbers = field_validator("max_rows_per_file", "max_bytes_per_file", mode="before")(
+        json_number
+    )
 
 
 def parse_options(options: dict[str, Any]) -> WriterOptions:
