@@ -227,7 +227,9 @@ def worker(
     apps: tuple[str, ...],
     verbose: bool,
 ) -> None:
-    """Claim and run export jobs, and send webhooks and e-mail, until SIGTERM or SIGINT.
+    """Claim and run export jobs until SIGTERM or SIGINT.
+
+    A worker also sends webhooks and e-mail (the outbox) and sweeps leftovers.
 
     Lease length, owner cap, retry backoff and polling come from EXPORTD_LEASE_SECONDS,
     EXPORTD_OWNER_RUNNING_CAP, EXPORTD_RETRY_BASE_SECONDS, EXPORTD_RETRY_CAP_SECONDS and

@@ -124,9 +124,10 @@ def exporters(
             found = jobs.exporters()
     else:
         from exportd.cli.local import exporter_infos
+        from exportd.config import Settings
         from exportd.exporters import load_all
 
-        found = exporter_infos(load_all(apps))
+        found = exporter_infos(load_all(apps), Settings())
     unknown = sorted(set(names) - {info.name for info in found})
     if unknown:
         known = ", ".join(info.name for info in found)

@@ -33,6 +33,7 @@ from exportd.client import (
 from exportd.client._core import PROBLEM_CLASSES
 from exportd.client._download import CHUNK, PartFile, ProgressCallback, target_path
 from exportd.client._watch import PollIntervals, Watcher
+from exportd.config import Settings
 from exportd.errors import ExportdError, RetryLimitReached
 
 if TYPE_CHECKING:
@@ -74,8 +75,9 @@ def translated() -> Iterator[None]:
         raise InvalidRequest(422, "validation_error", "invalid request", body) from None
 
 
-def exporter_infos(registry: Registry) -> list[ExporterInfo]:
-    """The exporters as `GET /v1/exporters` describes them."""
+def exporter_infos(registry: Registry, settings: Settings) -> list[ExporterInfo]:
+    """The exporters as `GET /v1/exporters` describes them (with these settings' limits)."""
+    from exportd.api.openapi import params_schema
     from exportd.formats import FORMATS
 
     return [
@@ -83,7 +85,7 @@ def exporter_infos(registry: Registry) -> list[ExporterInfo]:
             name=spec.name,
             description=spec.description,
             formats=tuple(f for f in spec.formats if f in FORMATS),
-            params_schema=spec.params.model_json_schema(),
+            params_schema=params_schema(spec, settings),
         )
         for spec in registry
     ]
@@ -250,7 +252,7 @@ class LocalJobs:
             self.runtime.storage.delete(artifact.storage_key)
 
     def exporters(self) -> builtins.list[ExporterInfo]:
-        return exporter_infos(self.runtime.registry)
+        return exporter_infos(self.runtime.registry, self.runtime.settings)
 
     # -- files ----------------------------------------------------------------------
 
