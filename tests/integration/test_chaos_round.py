@@ -32,7 +32,7 @@ def written(tmp_path: Path, fmt: str, compression: str, options: dict[str, Any])
         job_id="job1", format=fmt, compression=compression, options=options,
         filename=None, allowed=("csv", "tsv", "ndjson", "json", "parquet", "xlsx"),
     )  # fmt: skip
-    output = Output(plan, storage, key_prefix="jobs/job1/1", tag="job1.1")
+    output = Output(plan, storage, key_prefix="jobs/job1/1", tag="job1-1")
     for index in range(3):
         output.write(slow_batch(index, 20))
     files = output.publish(utcnow())

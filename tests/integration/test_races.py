@@ -99,17 +99,41 @@ def artifact(claim: Claim) -> Artifact:
     return Artifact(claim.job.id, "f.csv", key, 1, "0" * 64, "text/csv")
 
 
+class Lockstep:
+    """Two sides that may each get at most `window` steps ahead of the other, so that
+    neither finishes its whole half before the other starts (on SQLite one thread can
+    otherwise win every race and the meeting in the middle never happens). A side that
+    waits longer than `patience` goes on anyway: the other may have nothing left to do."""
+
+    def __init__(self, window: int, patience: float = 0.5) -> None:
+        self.window, self.patience = window, patience
+        self.steps = [0, 0]
+        self.changed = threading.Condition()
+
+    def step(self, side: int, count: int = 1) -> None:
+        with self.changed:
+            self.changed.wait_for(
+                lambda: self.steps[side] - self.steps[1 - side] < self.window, self.patience
+            )
+            self.steps[side] += count
+            self.changed.notify_all()
+
+
 def test_cancel_racing_claims_ends_in_one_honest_outcome(store: SqlJobStore) -> None:
     """300 jobs; two claimers run them (checking the cancel flag as a runner does) while
-    a third thread cancels every job, newest first. Each job ends once: cancelled
-    without ever starting, or started and then cancelled (after `cancel_requested`), or
-    completed because the cancel came too late (then no `cancelled` event at all)."""
+    a third thread cancels every job, newest first, the two sides kept in step. Each job
+    ends once: cancelled without ever starting, or started and then cancelled (after
+    `cancel_requested`), or completed because the cancel came too late (then no
+    `cancelled` event at all)."""
     created = [store.enqueue(new(f"o{i % 6}")).id for i in range(300)]
     done = threading.Event()
+    pace = Lockstep(window=12)
 
     def claimer(name: str) -> None:
         while not done.is_set():
-            for claim in store.claim_many(name, 4, lease_seconds=30, owner_cap=10):
+            claims = store.claim_many(name, 4, lease_seconds=30, owner_cap=10)
+            pace.step(0, max(len(claims), 1))
+            for claim in claims:
                 if store.heartbeat(claim, lease_seconds=30):
                     store.mark_cancelled(claim)
                 else:
@@ -119,6 +143,7 @@ def test_cancel_racing_claims_ends_in_one_honest_outcome(store: SqlJobStore) -> 
         # Newest first, while the claimers take the oldest first: the two meet in the
         # middle, so some cancels find jobs queued, some running, some finished.
         for job_id in reversed(created):
+            pace.step(1)
             store.request_cancel(job_id)
 
     threads = [threading.Thread(target=claimer, args=(f"w{n}",)) for n in range(2)]

@@ -56,7 +56,8 @@ def form(**values: str | list[str]) -> dict[str, list[str]]:
 
 def test_the_form_reads_back_as_params() -> None:
     """Blank inputs are left out (the default applies), text goes to the model as typed,
-    a checkbox's hidden "false" is overridden when it is ticked, JSON is parsed."""
+    a numeric input as a number, a checkbox's hidden "false" is overridden when it is
+    ticked, JSON is parsed."""
     fields = fields_for(Params.model_json_schema())
     params, errors = read_params(
         fields, form(rows="", name="x", gift=["false", "true"], columns='{"a": "b"}')
@@ -64,8 +65,21 @@ def test_the_form_reads_back_as_params() -> None:
     assert errors == {}
     assert params == {"name": "x", "gift": True, "columns": {"a": "b"}}
     params, _ = read_params(fields, form(rows="5", name="x", gift=["false"]))
-    assert params == {"rows": "5", "name": "x", "gift": False}
+    assert params == {"rows": 5, "name": "x", "gift": False}
     assert Params.model_validate(params).rows == 5
+
+
+def test_a_numeric_input_that_is_not_a_number_is_an_error_of_its_field() -> None:
+    """"5x" or "1.5" in a whole-number input is reported on that input and left out; a
+    number out of range goes to the model, whose message says the range."""
+    fields = fields_for(Params.model_json_schema())
+    for typed in ("5x", "1.5", "nan"):
+        params, errors = read_params(fields, form(rows=typed, name="x"))
+        assert "rows" not in params
+        assert errors == {"param-rows": ["not a whole number"]}
+    params, errors = read_params(fields, form(rows=" -3 ", name="x"))
+    assert errors == {} and params["rows"] == -3
+    assert "greater than or equal to 0" in check_params(Params, params)["param-rows"][0]
 
 
 def test_json_that_does_not_parse_is_an_error_of_its_field() -> None:

@@ -240,7 +240,7 @@ def worker(
 
     observability = _logging(verbose)
     settings = _settings(concurrency=concurrency, grace_seconds=grace)
-    runtime = open_runtime(settings, apps=apps, migrate=False)
+    runtime = open_runtime(settings, apps=apps, migrate=False, via_log=True)
     check_sources_at_start(settings)
     port = metrics_port if metrics_port is not None else observability.metrics_port
     if port is not None:

@@ -5,6 +5,7 @@ in another directory)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,26 +51,39 @@ def open_runtime(
     migrate: bool = True,
     announce: bool = True,
     note: str = "",
+    via_log: bool = False,
 ) -> Runtime:
     """`Runtime.open`, telling on stderr which store it opened (unless not `announce`)
-    and warning when that store did not exist before; `note` is added in parentheses."""
+    and warning when that store did not exist before; `note` is added in parentheses.
+    `via_log` says it through the `exportd` logger instead (a long-running process whose
+    stderr is its log, JSON lines when EXPORTD_LOG_FORMAT=json)."""
     from exportd.runtime import Runtime
 
     settings = settings or Settings()
     where = StoreLocation.of(settings)
     new = not where.exists
     runtime = Runtime.open(settings, apps=apps, migrate=migrate)
-    if announce:
+    if announce and via_log:
+        log_store(where, new=new)
+    elif announce:
         say_store(where, new=new, note=note)
     return runtime
+
+
+NEW_STORE_WARNING = (
+    "there was no job store here; a new, empty one was created. A server started "
+    "elsewhere (another directory, EXPORTD_HOME or EXPORTD_DATABASE_URL) does not see it."
+)
+
+
+def log_store(where: StoreLocation, *, new: bool) -> None:
+    log = logging.getLogger("exportd")
+    log.info("job store: %s", where.text, extra={"store": where.text})
+    if new:
+        log.warning(NEW_STORE_WARNING, extra={"store": where.text})
 
 
 def say_store(where: StoreLocation, *, new: bool, note: str = "") -> None:
     click.echo(f"job store: {where.text}" + (f" ({note})" if note else ""), err=True)
     if new:
-        click.echo(
-            "warning: there was no job store here; a new, empty one was created. A server "
-            "started elsewhere (another directory, EXPORTD_HOME or EXPORTD_DATABASE_URL) "
-            "does not see it.",
-            err=True,
-        )
+        click.echo(f"warning: {NEW_STORE_WARNING}", err=True)

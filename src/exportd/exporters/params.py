@@ -9,12 +9,12 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Tag
 from pydantic_core import ErrorDetails
 
 UNION_MEMBER = re.compile(r"(?:^|[\[ ,])(?P<name>\w+)\]?$")
 """The class a pydantic union-member location names: `Column`, or the last word of
-`function-after[_check(), Column]`."""
+`function-after[_check(), Column]` (a discriminated union names its member by `Tag`)."""
 
 
 def error_message(model: type[BaseModel], error: ErrorDetails) -> str:
@@ -51,9 +51,21 @@ def _inside(annotation: Any, part: str | int) -> Any:
     if origin in (list, tuple, set, frozenset, Sequence) and args:
         return args[0]
     if origin in (Union, types.UnionType):
+        tagged = next((arg for arg in args if _tag(arg) == part), None)
+        if tagged is not None:
+            return tagged
         found = UNION_MEMBER.search(str(part))
         name = found.group("name") if found else None
         return next((arg for arg in args if getattr(arg, "__name__", None) == name), None)
+    return None
+
+
+def _tag(annotation: Any) -> str | None:
+    """The `Tag` of a discriminated union's member (pydantic names the member by it)."""
+    if get_origin(annotation) is Annotated:
+        for meta in get_args(annotation)[1:]:
+            if isinstance(meta, Tag):
+                return meta.tag
     return None
 
 

@@ -4,11 +4,12 @@ and the API's `422` field errors (`errors[].loc`) placed next to the fields they
 
 Scalars become inputs (text, number, checkbox, or a select for an `enum`); anything
 else (objects, arrays, references) a JSON text area. Inputs are sent to the exporter's
-model as typed, so the messages are the API's own (a blank input is left out: the
-default applies)."""
+model as typed (a numeric input as a JSON number, as an API client would send it), so
+the messages are the API's own (a blank input is left out: the default applies)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -133,9 +134,26 @@ def read_params(
                 params[f.name] = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 errors[f.id] = [f"not valid JSON: {exc}"]
+        elif f.kind in ("integer", "number"):
+            number = form_number(raw, whole=f.kind == "integer")
+            if number is None:
+                errors[f.id] = ["not a whole number" if f.kind == "integer" else "not a number"]
+            else:
+                params[f.name] = number
         else:
             params[f.name] = raw
     return params, errors
+
+
+def form_number(raw: str, *, whole: bool) -> int | float | None:
+    """The number typed into a numeric input (a form sends text), or None when it is not
+    one: the model then judges the number itself (its range), as it would in JSON."""
+    text = raw.strip()
+    try:
+        number = int(text) if whole else float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def check_params(model: type[pydantic.BaseModel], params: dict[str, Any]) -> dict[str, list[str]]:
@@ -160,6 +178,11 @@ def build_request(
         value = (form.get(f"field-{name}") or [""])[-1].strip()
         if value:
             body[name] = value
+    if "max_attempts" in body:
+        number = form_number(body["max_attempts"], whole=True)
+        if number is None:
+            raise FormErrors({"field-max_attempts": ["not a whole number"]}, [])
+        body["max_attempts"] = number
     try:
         return ExportRequest.model_validate(body)
     except pydantic.ValidationError as exc:
