@@ -81,6 +81,11 @@ CONFIGURATION = (
     "configuration (none is configured here): no schema can enumerate them"
 )
 CREATE = ("POST /v1/exports", "POST /v1/batches")
+SSRF = (
+    "a webhook URL of the right form may name a host that resolves to a loopback, private "
+    "or unspecified address (refused: SSRF protection) or to nothing at all: what a name "
+    "resolves to is not in any schema"
+)
 TOLERATED = [
     *(
         FalsePositive(Finding("positive_data_acceptance", op, 422, code), "", CONFIGURATION)
@@ -117,6 +122,25 @@ TOLERATED = [
             "store can hold",
         )
         for op in CREATE
+    ),
+    *(
+        FalsePositive(Finding("positive_data_acceptance", op, 422, code), "", SSRF)
+        for op in (*CREATE, "POST /v1/webhooks", "PATCH /v1/webhooks/{webhook_id}")
+        for code in ("webhook_url_forbidden", "webhook_url_unresolvable")
+    ),
+    *(
+        FalsePositive(
+            Finding("positive_data_acceptance", op, 422, "storage_quota_exceeded"),
+            "",
+            "the stateful phase may set the caller's own quota below what it stores: then "
+            "creation is refused, as it must be",
+        )
+        for op in CREATE
+    ),
+    FalsePositive(
+        Finding("positive_data_acceptance", "GET /v1/stats", 422, "validation_error"),
+        "between 1m and 7d",
+        "a window is a duration from 1m to 7d: the schema's pattern says its form, not its range",
     ),
     FalsePositive(
         Finding(
@@ -163,7 +187,11 @@ def fuzz_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         server.terminate()
         server.wait(timeout=60)
     text = log.read_text(errors="replace")
-    assert "Traceback" not in text, text[text.index("Traceback") - 2000 :][:6000]
+    if "Traceback" in text:
+        where = text.index("Traceback")
+        pytest.fail(
+            f"the server's log has a traceback:\n{text[where : where + 8000]}", pytrace=False
+        )
 
 
 def _up(url: str, server: subprocess.Popen[bytes]) -> bool:
@@ -261,7 +289,9 @@ def test_fuzzing_the_whole_api_finds_no_server_error(fuzz_server: tuple[str, str
     assert run.errors == [], summary
     server_errors = [f for f in run.findings if f.status is not None and f.status >= 500]
     assert server_errors == [], summary
-    assert run.unexpected(TOLERATED) == "", summary
+    unexpected = run.unexpected(TOLERATED)
+    if unexpected:  # in full: pytest would cut a long assertion message
+        pytest.fail(f"findings not tolerated:\n{unexpected}\n\n{summary}", pytrace=False)
     documented = httpx.get(f"{url}/openapi.json").json()["paths"]
     operations = {f"{m.upper()} {p}" for p, item in documented.items() for m in item}
     assert operations <= set(run.cases), summary

@@ -70,7 +70,7 @@ def test_the_form_reads_back_as_params() -> None:
 
 
 def test_a_numeric_input_that_is_not_a_number_is_an_error_of_its_field() -> None:
-    """"5x" or "1.5" in a whole-number input is reported on that input and left out; a
+    """ "5x" or "1.5" in a whole-number input is reported on that input and left out; a
     number out of range goes to the model, whose message says the range."""
     fields = fields_for(Params.model_json_schema())
     for typed in ("5x", "1.5", "nan"):

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds
 from exportd.api.openapi import problems
+from exportd.api.validation import OwnerName
 from exportd.errors import JobNotFound
 from exportd.events import EventHub, Subscription
 from exportd.events.hub import tick
@@ -127,7 +128,7 @@ async def follow(
     *,
     after: int,
     job_id: str | None = None,
-    owner: str | None = None,
+    owner: OwnerName | None = None,
     finished: bool = False,
 ) -> AsyncIterator[bytes]:
     """Replay what came after `after`, then stream live events from `subscription` (taken

@@ -19,7 +19,7 @@ from exportd.api.openapi import problems
 from exportd.api.problems import Problem, field_errors, invalid, invalid_field
 from exportd.api.routes_webhooks import check_webhook_url
 from exportd.api.schemas import ExportRequest, JobOut, JobPage, StatusFilter, job_out
-from exportd.api.validation import Cursor, IdText, Text, Timestamp
+from exportd.api.validation import Cursor, IdText, LabelFilter, Text, Timestamp
 from exportd.config import Settings
 from exportd.errors import ActiveLimitReached, PermanentError, RetryLimitReached
 from exportd.exporters import ExporterSpec
@@ -226,7 +226,7 @@ def list_exports(
     created_after: Timestamp | None = None,
     created_before: Timestamp | None = None,
     label: Annotated[
-        list[Text] | None,
+        list[LabelFilter] | None,
         Query(description="`key:value`; repeat to require several labels"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -362,13 +362,13 @@ class LinkOut(pydantic.BaseModel):
     size: int
 
 
-@router.post("/exports/{job_id}/links", response_model=LinkOut)
+@router.post("/exports/{job_id}/links", response_model=LinkOut, responses=problems(404, 409, 422))
 def create_link(
     job_id: str,
     request: Request,
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
-    name: str | None = None,
+    name: Annotated[Text | None, Query(max_length=255)] = None,
 ) -> LinkOut:
     """A link to the file (`?name=` picks one, as for download) to hand to someone
     else: the same link `download` redirects to, as an absolute URL with its expiry,

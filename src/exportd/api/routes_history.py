@@ -10,7 +10,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds, Principal
+from exportd.api.openapi import problems
 from exportd.api.problems import Problem
+from exportd.api.validation import OwnerName, RowId
 from exportd.config import parse_duration
 from exportd.jobs import Event
 from exportd.store.sql import AuditEntry
@@ -96,12 +98,12 @@ def history_entry(event: Event) -> HistoryEntry:
     )
 
 
-@router.get("/exports/{job_id}/history", response_model=HistoryPage)
+@router.get("/exports/{job_id}/history", response_model=HistoryPage, responses=problems(404, 422))
 def job_history(
     job_id: str,
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
-    after: Annotated[int, Query(ge=0, description="the last event id seen")] = 0,
+    after: Annotated[RowId, Query(description="the last event id seen")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> HistoryPage:
     """The job's events in order — created, started, progress, retries, the end — each
@@ -133,12 +135,12 @@ def scope_for(principal: Principal, owner: str | None, what: str) -> str | None:
     return principal.owner
 
 
-@router.get("/audit", response_model=AuditPage)
+@router.get("/audit", response_model=AuditPage, responses=problems(403, 422))
 def audit(
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
-    owner: str | None = None,
-    before: Annotated[int | None, Query(ge=1, description="`next_cursor` of a page")] = None,
+    owner: OwnerName | None = None,
+    before: Annotated[RowId | None, Query(description="`next_cursor` of a page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:
     """Deleted jobs, newest first: who deleted what, and when. Admins see every owner's
@@ -152,12 +154,13 @@ def audit(
 
 def parse_window(text: str) -> timedelta:
     try:
-        window = timedelta(seconds=float(parse_duration(text)))
+        seconds = float(parse_duration(text))
     except ValueError as exc:
         raise Problem(422, "validation_error", f"window: {exc}") from None
-    if not MIN_WINDOW <= window <= MAX_WINDOW:
+    # Compared as seconds first: a timedelta of 10**400 seconds would overflow.
+    if not MIN_WINDOW.total_seconds() <= seconds <= MAX_WINDOW.total_seconds():
         raise Problem(422, "validation_error", "window: between 1m and 7d")
-    return window
+    return timedelta(seconds=seconds)
 
 
 def stats_out(found: JobStats) -> StatsOut:
@@ -173,13 +176,17 @@ def stats_out(found: JobStats) -> StatsOut:
     )
 
 
-@router.get("/stats", response_model=StatsOut)
+@router.get("/stats", response_model=StatsOut, responses=problems(403, 422))
 def stats(
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
-    owner: str | None = None,
+    owner: OwnerName | None = None,
     window: Annotated[
-        str, Query(description="how far back the durations look: 1m to 7d (e.g. 1h, 7d)")
+        str,
+        Query(
+            description="how far back the durations look: 1m to 7d (e.g. 1h, 7d)",
+            pattern=r"^\s*\d+(\.\d+)?\s*[smhdwSMHDW]?\s*$",
+        ),
     ] = "24h",
 ) -> StatsOut:
     """The caller's jobs by status, what finished in the last 24 h, p50/p95 run time and

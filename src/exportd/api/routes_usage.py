@@ -6,8 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds
+from exportd.api.openapi import problems
 from exportd.api.problems import Problem
 from exportd.api.schemas import QuotaIn, UsageOut
+from exportd.api.validation import OwnerName
 from exportd.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["usage"], dependencies=[KnownPathIds])
@@ -26,9 +28,9 @@ def usage_out(runtime: Runtime, owner: str) -> UsageOut:
     )
 
 
-@router.get("/usage", response_model=UsageOut)
+@router.get("/usage", response_model=UsageOut, responses=problems(403, 422))
 def get_usage(
-    principal: CurrentPrincipal, runtime: CurrentRuntime, owner: str | None = None
+    principal: CurrentPrincipal, runtime: CurrentRuntime, owner: OwnerName | None = None
 ) -> UsageOut:
     """The caller's storage use and quota; an admin may ask for any `owner`."""
     if owner is not None and owner != principal.owner and not principal.admin:
@@ -36,7 +38,7 @@ def get_usage(
     return usage_out(runtime, owner or principal.owner)
 
 
-@router.put("/owners/{owner}/quota", response_model=UsageOut)
+@router.put("/owners/{owner}/quota", response_model=UsageOut, responses=problems(400, 403, 422))
 def set_quota(
     owner: str, body: QuotaIn, principal: CurrentPrincipal, runtime: CurrentRuntime
 ) -> UsageOut:

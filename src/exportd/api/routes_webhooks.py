@@ -12,9 +12,12 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from exportd.api.auth import CurrentPrincipal, CurrentRuntime, KnownPathIds
+from exportd.api.openapi import problems
 from exportd.api.problems import Problem
+from exportd.api.validation import OwnerName
 from exportd.api.webhook_schemas import (
     EVENTS,
     DeliveryOut,
@@ -33,6 +36,23 @@ from exportd.delivery.signing import new_secret, notify_secret
 from exportd.errors import InvalidTransition, TargetRefused
 from exportd.runtime import Runtime
 from exportd.store.webhooks import Webhook
+
+
+class WebhookIdConvertor(Convertor[str]):
+    """`{webhook_id:webhook}` matches only what `create_webhook` makes (`wh_` and 32 hex
+    digits), so `/v1/webhooks/deliveries` and `/v1/webhooks/notify-secret` are never
+    also a webhook's path (their `Allow` names only their own methods)."""
+
+    regex = "wh_[0-9a-f]{32}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("webhook", WebhookIdConvertor())
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=[KnownPathIds])
 
@@ -71,7 +91,7 @@ def found(hook: Webhook | None) -> Webhook:
     return hook
 
 
-@router.post("", status_code=201, response_model=WebhookCreated)
+@router.post("", status_code=201, response_model=WebhookCreated, responses=problems(400, 409, 422))
 def create_webhook(
     body: WebhookIn, principal: CurrentPrincipal, runtime: CurrentRuntime, response: Response
 ) -> WebhookCreated:
@@ -87,7 +107,7 @@ def create_webhook(
     return WebhookCreated(**webhook_out(hook), secret=secret)
 
 
-@router.get("", response_model=WebhookPage)
+@router.get("", response_model=WebhookPage, responses=problems(422))
 def list_webhooks(
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
@@ -98,9 +118,9 @@ def list_webhooks(
     return WebhookPage(items=[WebhookOut(**webhook_out(h)) for h in hooks], next_cursor=next_cursor)
 
 
-@router.get("/notify-secret", response_model=NotifySecretOut)
+@router.get("/notify-secret", response_model=NotifySecretOut, responses=problems(403, 422))
 def get_notify_secret(
-    principal: CurrentPrincipal, runtime: CurrentRuntime, owner: str | None = None
+    principal: CurrentPrincipal, runtime: CurrentRuntime, owner: OwnerName | None = None
 ) -> NotifySecretOut:
     """The secret that signs webhooks sent to a job's one-off `notify.webhook_url`
     (derived from the server's link-signing key: it changes only with that key). An
@@ -111,7 +131,7 @@ def get_notify_secret(
     return NotifySecretOut(owner=chosen, secret=notify_secret(runtime.secret_key(), chosen))
 
 
-@router.get("/deliveries", response_model=DeliveryPage)
+@router.get("/deliveries", response_model=DeliveryPage, responses=problems(422))
 def list_all_deliveries(
     principal: CurrentPrincipal,
     runtime: CurrentRuntime,
@@ -127,7 +147,12 @@ def list_all_deliveries(
     return DeliveryPage(items=[delivery_out(m) for m in found_], next_cursor=next_cursor)
 
 
-@router.post("/deliveries/{message_id}/redeliver", status_code=202, response_model=DeliveryOut)
+@router.post(
+    "/deliveries/{message_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryOut,
+    responses=problems(404, 409),
+)
 def redeliver(message_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> DeliveryOut:
     """Send the message again now, under the same id, with a fresh retry schedule."""
     try:
@@ -139,30 +164,28 @@ def redeliver(message_id: str, principal: CurrentPrincipal, runtime: CurrentRunt
     return delivery_out(msg)
 
 
-@router.get("/{webhook_id}", response_model=WebhookOut)
+@router.get("/{webhook_id:webhook}", response_model=WebhookOut, responses=problems(404))
 def get_webhook(
     webhook_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime
 ) -> WebhookOut:
     return WebhookOut(**webhook_out(found(runtime.store.get_webhook(webhook_id, principal.scope))))
 
 
-@router.patch("/{webhook_id}", response_model=WebhookOut)
+@router.patch("/{webhook_id:webhook}", response_model=WebhookOut, responses=problems(400, 404, 422))
 def update_webhook(
     webhook_id: str, body: WebhookPatch, principal: CurrentPrincipal, runtime: CurrentRuntime
 ) -> WebhookOut:
     """Change the URL, events or description; `enabled: true` revives a disabled one."""
     changes = body.model_dump(exclude_unset=True)
-    if changes.get("url") is not None:
+    if "url" in changes:
         check_webhook_url(runtime, changes["url"])
-    elif "url" in changes:
-        raise Problem(422, "invalid_webhook_url", "url cannot be null")
     if "events" in changes:
         changes["events"] = check_events(changes["events"])
     hook = runtime.store.update_webhook(webhook_id, principal.scope, changes)
     return WebhookOut(**webhook_out(found(hook)))
 
 
-@router.delete("/{webhook_id}", status_code=204)
+@router.delete("/{webhook_id:webhook}", status_code=204, responses=problems(404))
 def delete_webhook(
     webhook_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime
 ) -> Response:
@@ -172,7 +195,9 @@ def delete_webhook(
     return Response(status_code=204)
 
 
-@router.post("/{webhook_id}/rotate-secret", response_model=SecretOut)
+@router.post(
+    "/{webhook_id:webhook}/rotate-secret", response_model=SecretOut, responses=problems(404)
+)
 def rotate_secret(
     webhook_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime
 ) -> SecretOut:
@@ -186,7 +211,9 @@ def rotate_secret(
     )
 
 
-@router.get("/{webhook_id}/deliveries", response_model=DeliveryPage)
+@router.get(
+    "/{webhook_id:webhook}/deliveries", response_model=DeliveryPage, responses=problems(404, 422)
+)
 def list_deliveries(
     webhook_id: str,
     principal: CurrentPrincipal,

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from exportd.api.validation import INT32_MAX, JSON_NUMBER, Filename, JsonObject, Text
 from exportd.jobs import Job, Status, utcnow
 
+MAX_QUOTA_BYTES = 2**53
+"""The largest quota (8 PiB): exact as an integer and as a JSON Schema float bound."""
 MAX_RUNTIME_SECONDS = 7 * 86400
 """The longest `max_runtime_seconds` a request may ask for."""
 
@@ -21,7 +23,11 @@ Labels = Annotated[
         Annotated[str, Field(pattern=LABEL_KEY)],
         Annotated[str, Field(max_length=256, pattern=r"^[^\x00-\x1f]*$")],
     ],
-    Field(max_length=16, description="up to 16 labels: key (letters, digits, _ . -) → value"),
+    Field(
+        max_length=16,
+        description="up to 16 labels: key (letters, digits, _ . -) → value",
+        json_schema_extra={"additionalProperties": False},
+    ),
 ]
 
 
@@ -143,11 +149,14 @@ class UsageOut(BaseModel):
     jobs: dict[str, int] = Field(description="the owner's jobs by status")
 
 
+QuotaBytes = Annotated[int, Field(ge=0, le=MAX_QUOTA_BYTES), JSON_NUMBER]
+
+
 class QuotaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    storage_quota_bytes: int | None = Field(
-        ge=0, le=2**62, description="bytes; null gives the owner the server's default again"
+    storage_quota_bytes: Annotated[int, Field(ge=0, le=MAX_QUOTA_BYTES), JSON_NUMBER] | None = (
+        Field(description="bytes; null gives the owner the server's default again")
     )
 
 

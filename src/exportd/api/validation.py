@@ -140,6 +140,11 @@ def is_id(value: str) -> bool:
 
 
 Text = Annotated[str, AfterValidator(check_text)]
+
+RowId = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""A cursor over stored rows (an event or audit id): what a 64-bit column can hold."""
+OwnerName = Annotated[Text, Field(min_length=1, max_length=200)]
+"""An owner named in a query (`?owner=`): text a job store can compare."""
 """A string with no NUL and no unpaired surrogate."""
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_object)]
@@ -175,3 +180,5 @@ Cursor = Annotated[
     Field(pattern=f"^{ID.pattern}$", description="`next_cursor` of the previous page"),
 ]
 IdText = Annotated[str, Field(pattern=f"^{ID.pattern}$")]
+LabelFilter = Annotated[str, Field(pattern=r"^[^:]+:[\s\S]*$"), AfterValidator(check_text)]
+"""`?label=key:value`: a key, a colon, any value."""

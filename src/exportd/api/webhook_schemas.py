@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from exportd.store.deliveries import Message
 from exportd.store.webhooks import Webhook
 
 EVENTS = ("export.completed", "export.failed", "export.cancelled")
+WEBHOOK_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$"
+"""What the schema says of a webhook URL (the server checks more: it must parse, and
+must not resolve to a private address unless allowed)."""
+
+Event = Annotated[str, WithJsonSchema({"type": "string", "enum": list(EVENTS)})]
+"""An event name; the schema lists them, the server answers `unknown_event` (with the
+list) for any other."""
+WebhookUrl = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 2000, "pattern": WEBHOOK_URL}),
+]
+"""Checked by the server (`invalid_webhook_url`, with the reason), described here."""
 
 
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000, description="http:// or https://")
-    events: list[str] | None = Field(
+    url: WebhookUrl = Field(description="http:// or https://")
+    events: list[Event] | None = Field(
         default=None, max_length=len(EVENTS), description=f"of {', '.join(EVENTS)}; none: all"
     )
     description: str | None = Field(default=None, max_length=500)
@@ -26,8 +38,8 @@ class WebhookIn(BaseModel):
 class WebhookPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, min_length=1, max_length=2000)
-    events: list[str] | None = Field(default=None, max_length=len(EVENTS))
+    url: WebhookUrl = Field(default=None, description="leave out to keep the URL")  # type: ignore[assignment]  # not nullable: absent keeps it
+    events: list[Event] | None = Field(default=None, max_length=len(EVENTS))
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = Field(
         default=None, description="true enables a disabled endpoint again; false disables it"

@@ -51,6 +51,7 @@ class WriterOptions(BaseModel):
     max_bytes_per_file: Annotated[int, Field(ge=MIN_PART_BYTES)] | None = None
     csv_formula_escape: bool = Field(
         default=True,
+        strict=True,
         description="CSV/TSV: prefix with `'` the string cells and header names that a "
         "spreadsheet would run as a formula (first character = + - @ tab or carriage "
         "return); numbers are never changed. false writes every value verbatim.",
