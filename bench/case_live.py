@@ -3,17 +3,32 @@
 6: 500 concurrent SSE watchers on one running job: the delay from the worker's progress
    write (the event's timestamp) to its receipt by each watcher.
 7: `GET /v1/exports/{id}` requests per second at 50 concurrent keep-alive connections,
-   from a bounded load generator (raw asyncio HTTP/1.1, fixed duration)."""
+   from a bounded load generator (raw asyncio HTTP/1.1, fixed duration), beside the
+   smallest FastAPI endpoint answering the same body from memory (`bench.minimal_api`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from bench.harness import Result, Server, exportd_env, median, percentile, workdir
+import httpx
+
+from bench.harness import (
+    ROOT,
+    Result,
+    Server,
+    exportd_env,
+    free_port,
+    median,
+    percentile,
+    workdir,
+)
 from exportd.store import open_store
 
 CONNECT: dict[str, float] = {}
@@ -142,44 +157,100 @@ async def _hammer(port: int, path: str, token: str, until: float, latencies: lis
     return done
 
 
-def api_load(quick: bool) -> Result:
+CONNECTIONS = 50
+
+
+def _load(port: int, path: str, token: str, seconds: float) -> tuple[float, list[float]]:
+    """Requests per second and every latency (ms) of `CONNECTIONS` keep-alive loops."""
+    latencies: list[float] = []
+
+    async def load() -> int:
+        until = time.monotonic() + seconds
+        counts = await asyncio.gather(
+            *[_hammer(port, path, token, until, latencies) for _ in range(CONNECTIONS)]
+        )
+        return sum(counts)
+
+    started = time.perf_counter()
+    total = asyncio.run(load())
+    return total / (time.perf_counter() - started), latencies
+
+
+def _minimal_api(body: bytes, home: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    body_file = home / "body.json"
+    body_file.write_bytes(body)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.minimal_api", str(port), str(body_file)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/exports/x", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the minimal FastAPI app did not start")
+
+
+def api_load(quick: bool) -> list[Result]:
+    """exportd's `GET /v1/exports/{id}` then the minimal endpoint, A then B, repeated;
+    the ratio is the median of the per-run ratios of requests per second."""
     seconds = 3.0 if quick else 10.0
-    connections = 50
+    repeats = 1 if quick else 3
     with workdir() as home:
         server = Server(exportd_env(home), workers=False)
         try:
             with server.client() as client:
                 job = client.post("/v1/exports", json={"exporter": "noop", "params": {}}).json()
+                body = client.get(f"/v1/exports/{job['id']}").content
             path = f"/v1/exports/{job['id']}"
-            latencies: list[float] = []
-
-            async def load() -> int:
-                until = time.monotonic() + seconds
-                counts = await asyncio.gather(
-                    *[
-                        _hammer(server.port, path, server.token, until, latencies)
-                        for _ in range(connections)
-                    ]
-                )
-                return sum(counts)
-
-            started = time.perf_counter()
-            total = asyncio.run(load())
-            elapsed = time.perf_counter() - started
+            reference, reference_port = _minimal_api(body, home)
+            ours: list[float] = []
+            theirs: list[float] = []
+            ours_ms: list[float] = []
+            theirs_ms: list[float] = []
+            try:
+                for _ in range(repeats):
+                    rate, latencies = _load(server.port, path, server.token, seconds)
+                    ours.append(rate)
+                    ours_ms += latencies
+                    rate, latencies = _load(reference_port, path, server.token, seconds)
+                    theirs.append(rate)
+                    theirs_ms += latencies
+            finally:
+                reference.terminate()
+                reference.wait()
         finally:
             server.stop()
-    return Result(
-        "7 API",
-        f"GET /v1/exports/{{id}} at {connections} connections",
-        total / elapsed,
-        unit="req/s",
-        samples={
-            "p50_ms": median(latencies),
-            "p99_ms": percentile(latencies, 99),
-            "requests": total,
-        },
-    )
+    ratio = median([a / b for a, b in zip(ours, theirs, strict=True)])
+    return [
+        Result(
+            "7 API",
+            f"GET /v1/exports/{{id}} at {CONNECTIONS} connections, {len(body)}-byte body",
+            median(ours),
+            median(theirs),
+            "minimal FastAPI",
+            "req/s",
+            ">= 0.5",
+            ratio >= 0.5,
+            notes=f"p99 {percentile(ours_ms, 99):.0f} ms vs {percentile(theirs_ms, 99):.0f} ms",
+            samples={
+                "exportd": ours,
+                "reference": theirs,
+                "p50_ms": median(ours_ms),
+                "p99_ms": percentile(ours_ms, 99),
+                "reference_p50_ms": median(theirs_ms),
+                "reference_p99_ms": percentile(theirs_ms, 99),
+            },
+            paired_ratio=ratio,
+        )
+    ]
 
 
 def run(quick: bool, pg_url: str) -> list[Result]:
-    return [sse_fan_out(quick), api_load(quick)]
+    return [sse_fan_out(quick), *api_load(quick)]

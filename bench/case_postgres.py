@@ -1,7 +1,9 @@
 """Cases 1-4: PostgreSQL exports end to end (`POST /v1/exports` → completed, file on
 storage) against the tools people use today, and the worker's peak memory.
 
-1: → CSV vs `psql \\copy (…) to FILE csv header`
+1: → CSV vs `psql \\copy (…) to FILE csv header`, and vs the raw stream: psycopg's
+   `COPY … TO STDOUT` written to a file with no other work
+1 gzip: → CSV + gzip vs `psql \\copy (…) to stdout` piped into `gzip -6`, with the sizes
 2: → Parquet (zstd) vs the best plain-Python pipeline (ADBC → `pyarrow.parquet`)
 3: → CSV vs `pandas.read_sql(chunksize=…)` + `to_csv`
 4: peak RSS of a worker process exporting 1M and 10M rows to CSV and Parquet"""
@@ -24,6 +26,7 @@ from bench.harness import (
     exportd_cmd,
     exportd_env,
     fresh_database,
+    median,
     peak_rss_mb,
     side_by_side,
     timed,
@@ -61,7 +64,10 @@ def sources(url: str) -> str:
     return json.dumps({"bench": {"url": url, "queries": {"orders": {"sql": QUERY}}}})
 
 
-def exportd_export(server: Server, fmt: str, compression: str) -> Callable[[], float]:
+def exportd_export(
+    server: Server, fmt: str, compression: str, sizes: list[int] | None = None
+) -> Callable[[], float]:
+    """One export end to end; with `sizes`, each run's file size is appended to it."""
     body = {
         "exporter": "sql",
         "params": {"source": "bench", "query": "orders"},
@@ -73,12 +79,84 @@ def exportd_export(server: Server, fmt: str, compression: str) -> Callable[[], f
         with server.client() as client:
             start = time.perf_counter()
             job = client.post("/v1/exports", json=body).json()
-            wait_completed(client, job["id"])
+            done = wait_completed(client, job["id"])
             elapsed = time.perf_counter() - start
+            if sizes is not None:
+                sizes.append(sum(a["size"] for a in done["artifacts"]))
             client.delete(f"/v1/exports/{job['id']}")
         return elapsed
 
     return run
+
+
+COPY_CSV = f"COPY ({QUERY}) TO STDOUT (FORMAT csv, HEADER)"
+
+
+def raw_copy(url: str, target: Path) -> Callable[[], float]:
+    """The floor for a CSV export: psycopg's COPY stream written to a file as it comes,
+    nothing else (no hashing, no fsync, no bookkeeping)."""
+
+    def run() -> None:
+        with (
+            psycopg.connect(url) as conn,
+            conn.cursor() as cursor,
+            target.open("wb") as out,
+            cursor.copy(COPY_CSV) as copy,
+        ):
+            for block in copy:
+                out.write(block)
+
+    return lambda: timed(run)
+
+
+def psql_gzip(url: str, target: Path, sizes: list[int]) -> Callable[[], float]:
+    """`psql \\copy (…) to stdout csv header | gzip -6 > FILE`; appends the file's size."""
+    copy = f"\\copy ({QUERY}) to stdout csv header"
+    command = f"psql -X -q -d '{url}' -c \"{copy}\" | gzip -6 > '{target}'"
+
+    def run() -> None:
+        subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True)
+        sizes.append(target.stat().st_size)
+
+    return lambda: timed(run)
+
+
+def gzip_case(server: Server, url: str, home: Path, rows: int, repeats: int) -> list[Result]:
+    """Time and size of CSV + gzip against psql piped into `gzip -6`."""
+    ours_sizes: list[int] = []
+    their_sizes: list[int] = []
+    ours, theirs, ratio = side_by_side(
+        exportd_export(server, "csv", "gzip", ours_sizes),
+        psql_gzip(url, home / "psql.csv.gz", their_sizes),
+        repeats,
+    )
+    size_ratio = median(ours_sizes) / median(their_sizes)
+    return [
+        Result(
+            "1 PostgreSQL -> CSV gzip",
+            f"{rows:,} rows, seconds (ratio = median of per-run ratios)",
+            sorted(ours)[len(ours) // 2],
+            sorted(theirs)[len(theirs) // 2],
+            "psql \\copy | gzip -6",
+            "s",
+            "<= 0.5",
+            ratio <= 0.5,
+            notes=f"median ratio {ratio:.3f}",
+            samples={"exportd": ours, "reference": theirs, "ratio": ratio},
+            paired_ratio=ratio,
+        ),
+        Result(
+            "1 PostgreSQL -> CSV gzip",
+            f"{rows:,} rows, file size",
+            median(ours_sizes) / 1e6,
+            median(their_sizes) / 1e6,
+            "gzip -6",
+            "MB",
+            "<= 1.15",
+            size_ratio <= 1.15,
+            samples={"exportd": ours_sizes, "reference": their_sizes},
+        ),
+    ]
 
 
 def psql_copy(url: str, target: Path) -> Callable[[], float]:
@@ -189,6 +267,15 @@ def run(quick: bool, pg_url: str) -> list[Result]:
                         1.10,
                     ),
                     (
+                        "1 PostgreSQL -> CSV",
+                        "csv",
+                        "none",
+                        raw_copy(url, home / "raw.csv"),
+                        "psycopg COPY to a file",
+                        "<= 1.10",
+                        1.10,
+                    ),
+                    (
                         "2 PostgreSQL -> Parquet",
                         "parquet",
                         "zstd",
@@ -226,6 +313,7 @@ def run(quick: bool, pg_url: str) -> list[Result]:
                             paired_ratio=ratio,
                         )
                     )
+                results += gzip_case(server, url, home, rows, repeats)
             finally:
                 server.stop()
     finally:

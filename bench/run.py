@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import case_live, case_postgres, case_queue, case_s3, case_synthetic
+from bench import case_live, case_postgres, case_queue, case_s3, case_scale, case_synthetic
 from bench.harness import PG_URL, Result
 
 CASES = {
@@ -20,6 +20,7 @@ CASES = {
     "live": (case_live.run, {"6", "7"}),
     "synthetic": (case_synthetic.run, {"8"}),
     "s3": (case_s3.run, {"9"}),
+    "scale": (case_scale.run, {"10"}),
 }
 RESULTS = Path(__file__).parent / "results"
 

@@ -8,6 +8,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import subprocess
 import zoneinfo
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -266,6 +267,19 @@ def test_compressed_output_decompresses_and_is_deterministic(
     assert decompress(packed) == plain
     assert write("csv", batches, compression) == packed
     assert len(packed) < len(plain)
+
+
+def test_gzip_output_is_read_by_the_gzip_command() -> None:
+    """The fast deflate (ISA-L) writes standard gzip: `gzip -d` and `gzip -t` take a
+    file of many megabytes (many compressor outputs) and give back the plain bytes."""
+    batches = [nasty_batch()] * 4000
+    plain = write("csv", batches)
+    packed = write("csv", batches, "gzip")
+    assert len(plain) > 3_000_000
+    tested = subprocess.run(["gzip", "-t"], input=packed, capture_output=True)
+    assert tested.returncode == 0, tested.stderr
+    unpacked = subprocess.run(["gzip", "-d", "-c"], input=packed, capture_output=True, check=True)
+    assert unpacked.stdout == plain
 
 
 def test_local_time_zones_are_written_in_utc() -> None:

@@ -3,10 +3,11 @@ on their way to a storage partial."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from collections.abc import Callable
 from typing import Protocol
+
+from isal import isal_zlib
 
 from exportd.errors import PermanentError
 
@@ -77,20 +78,26 @@ class _Compressor(Protocol):
 
 
 GZIP_LEVEL = 3
+"""ISA-L's level 3 (its highest). On 28 MB of order-like CSV it wrote 1.10 times the
+bytes of `gzip -6`, 4.2 times as fast as zlib's level 3 (103 vs 24 MB/s, one core, a
+busy machine); ISA-L's level 1 was faster still but 1.12 times the size. The output is
+standard gzip (RFC 1952)."""
 
 
 class _Gzip:
     def __init__(self, sink: HashingSink) -> None:
-        # mtime=0 and no name: the same rows give byte-identical files. Level 3, not 6:
-        # on CSV exports it compresses twice as fast (46 vs 23 MB/s here) for a file
-        # about 9% larger, and compression is what an export waits for.
-        self._file = gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=GZIP_LEVEL)
+        # wbits 31: a gzip member with mtime 0 and no name, so the same rows give
+        # byte-identical files.
+        self._sink = sink
+        self._compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
+        out = self._compressor.compress(data)
+        if out:
+            self._sink.write(out)
 
     def finish(self) -> None:
-        self._file.close()
+        self._sink.write(self._compressor.flush())
 
 
 class _Zstd:

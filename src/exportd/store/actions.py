@@ -13,9 +13,10 @@ from sqlalchemy.engine import Connection
 from exportd.errors import ActiveLimitReached, InvalidTransition, RetryLimitReached
 from exportd.jobs import Job, Status, utcnow
 from exportd.store.outbox import OutboxStore, job_summary
-from exportd.store.schema import artifacts, audit, job_events, job_labels, jobs
+from exportd.store.schema import ACTIVE_JOBS, artifacts, audit, job_events, job_labels, jobs
 
 ACTIVE = (Status.QUEUED, Status.RUNNING)
+"""The statuses `ACTIVE_JOBS` names: what the active-job limit counts."""
 
 
 def tombstone(job: Job) -> dict[str, object]:
@@ -40,7 +41,7 @@ class OwnerActions(OutboxStore):
         query = (
             sa.select(sa.func.count())
             .select_from(jobs)
-            .where(jobs.c.owner == owner, jobs.c.status.in_([str(s) for s in ACTIVE]))
+            .where(jobs.c.owner == owner, sa.text(ACTIVE_JOBS))
         )
         return int(conn.execute(query).scalar_one())
 
