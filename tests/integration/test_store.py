@@ -245,5 +245,5 @@ def test_processes_migrating_a_fresh_store_at_once_all_succeed(
         results = [proc.communicate(timeout=120) for proc in procs]
         assert [proc.returncode for proc in procs] == [0] * 5, [err for _, err in results]
         fresh = open_store(url)
+        stack.callback(fresh.dispose)  # also when the assertion fails: no open connection
         assert fresh.schema_revision() == SCHEMA_REVISION
-        fresh.dispose()

@@ -57,7 +57,10 @@ async def get_principal(
         raise Problem(401, "unauthorized", "a bearer token is required", headers=UNAUTHORIZED)
     token = None
     if text_reason(secret) is None:
-        token = await run_in_threadpool(get_runtime(request).store.authenticate, secret)
+        store = get_runtime(request).store
+        known, token = store.cached_token(secret)
+        if not known:
+            token = await run_in_threadpool(store.authenticate, secret)
     if token is None:
         raise Problem(401, "unauthorized", "the token is not valid", headers=UNAUTHORIZED)
     return Principal(token.owner, token.admin, f"{token.owner}/{token.name or token.id}")
@@ -80,12 +83,18 @@ async def cookie_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-CurrentRuntime = Annotated[Runtime, Depends(get_runtime)]
+async def current_runtime(request: Request) -> Runtime:
+    """`get_runtime` as a dependency. Dependencies that do no I/O are `async`: FastAPI
+    runs a plain `def` dependency in the thread pool, a hop per request each."""
+    return get_runtime(request)
+
+
+CurrentRuntime = Annotated[Runtime, Depends(current_runtime)]
 
 NOT_FOUND = {"job_id": "no such export job", "batch_id": "no such batch"}
 
 
-def known_path_ids(request: Request, principal: CurrentPrincipal) -> None:
+async def known_path_ids(request: Request, principal: CurrentPrincipal) -> None:
     """A job or batch id in the path that the store cannot have made, or any path value
     no store can hold (NUL, an unpaired surrogate), is a 404 at once (after
     authentication), so the store is never asked about it."""

@@ -231,7 +231,7 @@ def list_exports(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Cursor | None = None,
-) -> JobPage:
+) -> Response:
     """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for more."""
     page = runtime.store.list_jobs(
         principal.scope,
@@ -244,7 +244,16 @@ def list_exports(
         limit=limit,
         cursor=cursor,
     )
-    return JobPage(items=[job_out(j) for j in page.jobs], next_cursor=page.next_cursor)
+    return model_response(
+        JobPage(items=[job_out(j) for j in page.jobs], next_cursor=page.next_cursor)
+    )
+
+
+def model_response(body: pydantic.BaseModel) -> Response:
+    """`body` as JSON, already built from our own model: returning a `Response` spares
+    FastAPI's second validation of the `response_model`, which for a sync route runs in
+    the thread pool (one more hop per request). The OpenAPI still names the model."""
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def _label(text: str) -> tuple[str, str]:
@@ -255,8 +264,8 @@ def _label(text: str) -> tuple[str, str]:
 
 
 @router.get("/exports/{job_id}", response_model=JobOut, responses=problems(404))
-def get_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> JobOut:
-    return job_out(runtime.store.get(job_id, principal.scope))
+def get_export(job_id: str, principal: CurrentPrincipal, runtime: CurrentRuntime) -> Response:
+    return model_response(job_out(runtime.store.get(job_id, principal.scope)))
 
 
 @router.post("/exports/{job_id}/cancel", response_model=JobOut, responses=problems(404, 409))

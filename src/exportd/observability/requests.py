@@ -63,16 +63,19 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", ()), (HEADER, rid.encode())]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=rid):
-            try:
-                await self.app(scope, receive, send_with_id)
-            except Exception:
-                log.exception("unhandled error")
-                if responded:
-                    raise
-                await _internal_error(send, scope, rid)
-            finally:
-                _record(scope, status, time.perf_counter() - started_at)
+        # bind/reset rather than `bound_contextvars`, which first copies every context
+        # variable to restore them (a measurable share of a small request's time).
+        bound = structlog.contextvars.bind_contextvars(request_id=rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error")
+            if responded:
+                raise
+            await _internal_error(send, scope, rid)
+        finally:
+            _record(scope, status, time.perf_counter() - started_at)
+            structlog.contextvars.reset_contextvars(**bound)
 
 
 def _record(scope: Scope, status: int, seconds: float) -> None:

@@ -104,6 +104,17 @@ class Stats:
             return dict(self._counts)
 
 
+# The statements of the most frequent read (`GET /v1/exports/{id}`, every runner step),
+# built once: building a select is most of what SQLAlchemy spends on a query this small.
+LOAD_JOB = jobs.select().where(jobs.c.id == sa.bindparam("job_id"))
+LOAD_OWNED_JOB = LOAD_JOB.where(jobs.c.owner == sa.bindparam("owner"))
+LOAD_ARTIFACTS = (
+    artifacts.select()
+    .where(artifacts.c.job_id == sa.bindparam("job_id"))
+    .order_by(artifacts.c.name)
+)
+
+
 class StoreBase:
     dialect_name = "base"
 
@@ -190,15 +201,13 @@ class StoreBase:
         self._notify(conn, "events", {"job_id": job_id, "owner": owner, "id": event_id})
 
     def _load(self, conn: Connection, job_id: str, owner: str | None = None) -> Job:
-        query = jobs.select().where(jobs.c.id == job_id)
-        if owner is not None:
-            query = query.where(jobs.c.owner == owner)
-        row = conn.execute(query).first()
+        if owner is None:
+            row = conn.execute(LOAD_JOB, {"job_id": job_id}).first()
+        else:
+            row = conn.execute(LOAD_OWNED_JOB, {"job_id": job_id, "owner": owner}).first()
         if row is None:
             raise JobNotFound(job_id)
-        arts = conn.execute(
-            artifacts.select().where(artifacts.c.job_id == job_id).order_by(artifacts.c.name)
-        ).all()
+        arts = conn.execute(LOAD_ARTIFACTS, {"job_id": job_id}).all()
         return job_from_row(row, tuple(artifact_from_row(a) for a in arts))
 
     def get(self, job_id: str, owner: str | None = None) -> Job:
