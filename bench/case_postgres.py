@@ -30,6 +30,7 @@ from bench.harness import (
     peak_rss_mb,
     side_by_side,
     timed,
+    timing_result,
     wait_completed,
     workdir,
 )
@@ -132,18 +133,14 @@ def gzip_case(server: Server, url: str, home: Path, rows: int, repeats: int) -> 
     )
     size_ratio = median(ours_sizes) / median(their_sizes)
     return [
-        Result(
+        timing_result(
             "1 PostgreSQL -> CSV gzip",
-            f"{rows:,} rows, seconds (ratio = median of per-run ratios)",
-            sorted(ours)[len(ours) // 2],
-            sorted(theirs)[len(theirs) // 2],
+            f"{rows:,} rows",
+            ours,
+            theirs,
+            ratio,
             "psql \\copy | gzip -6",
-            "s",
-            "<= 0.5",
-            ratio <= 0.5,
-            notes=f"median ratio {ratio:.3f}",
-            samples={"exportd": ours, "reference": theirs, "ratio": ratio},
-            paired_ratio=ratio,
+            0.5,
         ),
         Result(
             "1 PostgreSQL -> CSV gzip",
@@ -263,7 +260,6 @@ def run(quick: bool, pg_url: str) -> list[Result]:
                         "none",
                         psql_copy(url, home / "psql.csv"),
                         "psql \\copy",
-                        "<= 1.10",
                         1.10,
                     ),
                     (
@@ -272,7 +268,6 @@ def run(quick: bool, pg_url: str) -> list[Result]:
                         "none",
                         raw_copy(url, home / "raw.csv"),
                         "psycopg COPY to a file",
-                        "<= 1.10",
                         1.10,
                     ),
                     (
@@ -281,7 +276,6 @@ def run(quick: bool, pg_url: str) -> list[Result]:
                         "zstd",
                         adbc_parquet(url, home / "adbc.parquet"),
                         "ADBC + pyarrow",
-                        "<= 1.0",
                         1.0,
                     ),
                     (
@@ -290,28 +284,15 @@ def run(quick: bool, pg_url: str) -> list[Result]:
                         "none",
                         pandas_csv(url, home / "pandas.csv"),
                         "pandas read_sql + to_csv",
-                        "report",
                         None,
                     ),
                 ]
-                for case, fmt, compression, reference, name, goal, limit in cases:
+                for case, fmt, compression, reference, name, limit in cases:
                     ours, theirs, ratio = side_by_side(
                         exportd_export(server, fmt, compression), reference, repeats
                     )
                     results.append(
-                        Result(
-                            case,
-                            f"{rows:,} rows, seconds (ratio = median of per-run ratios)",
-                            sorted(ours)[len(ours) // 2],
-                            sorted(theirs)[len(theirs) // 2],
-                            name,
-                            "s",
-                            goal,
-                            None if limit is None else ratio <= limit,
-                            notes=f"median ratio {ratio:.3f}",
-                            samples={"exportd": ours, "reference": theirs, "ratio": ratio},
-                            paired_ratio=ratio,
-                        )
+                        timing_result(case, f"{rows:,} rows", ours, theirs, ratio, name, limit)
                     )
                 results += gzip_case(server, url, home, rows, repeats)
             finally:

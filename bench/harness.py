@@ -85,6 +85,32 @@ def side_by_side(
     return times_a, times_b, median(ratios)
 
 
+def timing_result(
+    case: str,
+    metric: str,
+    ours: list[float],
+    theirs: list[float],
+    ratio: float,
+    reference_name: str,
+    limit: float | None,
+) -> Result:
+    """The row of a side-by-side timing: medians of both series, judged on the median
+    of the per-run ratios (`<= limit`; no goal when `limit` is None)."""
+    return Result(
+        case,
+        f"{metric}, seconds (ratio = median of per-run ratios)",
+        sorted(ours)[len(ours) // 2],
+        sorted(theirs)[len(theirs) // 2],
+        reference_name,
+        "s",
+        "report" if limit is None else f"<= {limit:g}",
+        None if limit is None else ratio <= limit,
+        notes=f"median ratio {ratio:.3f}",
+        samples={"exportd": ours, "reference": theirs, "ratio": ratio},
+        paired_ratio=ratio,
+    )
+
+
 def pg_url_for(database: str) -> str:
     base, _, _ = PG_URL.rpartition("/")
     return f"{base}/{database}"
