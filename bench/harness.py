@@ -145,6 +145,8 @@ def workdir() -> Iterator[Path]:
 def exportd_env(home: Path, database_url: str | None = None, **settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
     env["EXPORTD_HOME"] = str(home)
+    # The memory case writes 10M-row files: above the default 1 GiB quota per owner.
+    env["EXPORTD_OWNER_STORAGE_QUOTA"] = str(1 << 40)
     if database_url:
         env["EXPORTD_DATABASE_URL"] = database_url
     for key, value in settings.items():

@@ -60,13 +60,20 @@ def main() -> int:
     args = parser.parse_args()
     wanted = {n.strip() for n in args.only.split(",") if n.strip()}
     results: list[Result] = []
+    failed: list[str] = []
     started = time.monotonic()
     for name, (run, numbers) in CASES.items():
         if wanted and not wanted & numbers:
             continue
         print(f"running {name} …", file=sys.stderr, flush=True)
-        found = run(args.quick, PG_URL)
+        try:
+            found = run(args.quick, PG_URL)
+        except Exception as exc:  # one broken case must not lose the others' figures
+            print(f"{name} failed: {exc!r}", file=sys.stderr, flush=True)
+            failed.append(name)
+            continue
         results += [r for r in found if not wanted or r.case.split()[0] in wanted]
+        print(table(results), file=sys.stderr, flush=True)
     print(table(results))
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -82,13 +89,16 @@ def main() -> int:
                     "cpus": __import__("os").cpu_count(),
                 },
                 "results": [r.as_dict() for r in results],
+                "failed": failed,
             },
             indent=2,
             default=str,
         )
     )
     print(f"\nwritten to {path}", file=sys.stderr)
-    return 0
+    if failed:
+        print(f"cases that failed to run: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
