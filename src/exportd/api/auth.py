@@ -83,6 +83,8 @@ async def cookie_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
 async def current_runtime(request: Request) -> Runtime:
     """`get_runtime` as a dependency. Dependencies that do no I/O are `async`: FastAPI
     runs a plain `def` dependency in the thread pool, a hop per request each."""
