@@ -53,6 +53,8 @@ class _Transactional(Protocol):
 
     def _lookup_token(self, digest: str) -> Token | None: ...
 
+    def cached_token(self, secret: str) -> tuple[bool, Token | None]: ...
+
 
 class TokenStoreMixin:
     def create_token(
@@ -79,11 +81,11 @@ class TokenStoreMixin:
         """The active token with this secret. Cached for `AUTH_CACHE_SECONDS`: a token
         revoked through this store stops working at once, through another process
         within that time."""
+        known, token = self.cached_token(secret)
+        if known:
+            return token
         digest = hash_token(secret)
         cache: dict[str, tuple[float, Token | None]] = self.__dict__.setdefault("_auth_cache", {})
-        hit = cache.get(digest)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
         token = self._lookup_token(digest)
         if len(cache) > 10_000:
             cache.clear()
