@@ -6,6 +6,7 @@ failure."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +20,7 @@ from conftest import wait_for, wait_for_status
 from exportd.errors import LeaseLost, TransientStoreError
 from exportd.jobs import Artifact, Claim, ErrorInfo, NewJob, Progress, Status
 from exportd.runtime import Runtime
-from exportd.store import PostgresJobStore, SqlJobStore, open_store
+from exportd.store import PostgresJobStore, SqlJobStore, open_store, postgres
 from exportd.store.postgres import EVENTS_LOCK
 
 
@@ -165,7 +166,7 @@ def test_a_completion_aborted_by_a_real_deadlock_is_retried(pg_store: PostgresJo
             target=lambda: result.append(store.complete(claim, [artifact(claim)], Progress(1, 1)))
         )
         worker.start()
-        wait_for(lambda: backend_waiting_on(watcher, "%WITH done AS%"), what="the completion")
+        wait_for(lambda: backend_waiting_on(watcher, "%WITH queued AS%"), what="the completion")
         blocked = threading.Thread(
             target=lambda: other.execute(
                 "UPDATE exportd_jobs SET updated_at = now() WHERE id = %s", (claim.job.id,)
@@ -195,7 +196,7 @@ def test_a_completion_whose_connection_is_killed_is_retried(pg_store: PostgresJo
             target=lambda: result.append(store.complete(claim, [artifact(claim)], Progress(1, 1)))
         )
         worker.start()
-        pid = wait_for(lambda: backend_waiting_on(watcher, "%WITH done AS%"), what="the wait")
+        pid = wait_for(lambda: backend_waiting_on(watcher, "%WITH queued AS%"), what="the wait")
         watcher.execute("SELECT pg_terminate_backend(%s)", (pid,))
         other.commit()
         worker.join(timeout=60)
@@ -227,3 +228,73 @@ def test_a_worker_whose_completion_fails_transiently_still_completes_the_job(
     assert lost == [1]
     assert types(runtime.store, job.id) == ["created", "started", "completed"]
     assert list(runtime.storage.keys()) == [done.artifacts[0].storage_key]
+
+
+@pytest.mark.postgres
+def test_a_failed_claim_round_keeps_the_claims_committed_before_it(
+    pg_store: PostgresJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim takes jobs in rounds, each committed with its take. Owner `a` has two
+    jobs and a cap of one, so the first round takes a1 and b1 and a second round is
+    needed for c1; when that round's statement fails, the two claims already committed
+    are returned (and stay running), and c1 stays queued."""
+    store = pg_store
+    made = [
+        store.enqueue(NewJob(owner=owner, exporter="synthetic", params={})).id
+        for owner in ("a", "a", "b", "c")
+    ]
+    picks: list[str] = []
+    real = postgres._run
+
+    def run(conn: Connection, statement: str, params: dict[str, Any]) -> Any:
+        if statement is postgres.PICK:
+            picks.append(statement)
+            if len(picks) == 2:
+                statement = "SELECT 1 / 0"  # a real error from the server
+        return real(conn, statement, params)
+
+    monkeypatch.setattr(postgres, "_run", run)
+    taken = store.claim_many("w", 3, lease_seconds=30, owner_cap=1)
+    assert len(picks) == 2  # the second round was reached
+    assert [c.job.id for c in taken] == [made[0], made[2]]
+    assert [store.get(i).status for i in made] == [
+        Status.RUNNING,
+        Status.QUEUED,
+        Status.RUNNING,
+        Status.QUEUED,
+    ]
+    assert types(store, made[2]) == ["created", "started"]
+    monkeypatch.setattr(postgres, "_run", real)
+    again = store.claim_many("w", 3, lease_seconds=30, owner_cap=1)
+    assert [c.job.id for c in again] == [made[3]]  # a is still at its cap
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_that_died_while_idle_is_replaced(
+    pg_store: PostgresJobStore,
+) -> None:
+    """Connections are pinged only when they sat unused for a while: one killed while
+    idle (as in a server restart) is replaced at checkout and the read succeeds; one
+    killed right after use fails its transaction as transient, and the next works."""
+    store = pg_store
+    job = store.enqueue(NewJob(owner="a", exporter="synthetic", params={}))
+
+    def kill_store_backends() -> int:
+        with psycopg.connect(store.raw_dsn(), autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            ).fetchone()
+        assert killed is not None
+        return int(killed[0])
+
+    store.get(job.id)
+    time.sleep(postgres.PING_AFTER_IDLE_SECONDS + 0.3)
+    assert kill_store_backends() >= 1
+    assert store.get(job.id).id == job.id
+    store.get(job.id)
+    assert kill_store_backends() >= 1
+    with pytest.raises(TransientStoreError):
+        store.get(job.id)
+    assert store.get(job.id).id == job.id

@@ -74,9 +74,10 @@ class AttemptStore(OutboxStore):
     def claim_many(
         self, worker_id: str, limit: int, *, lease_seconds: float, owner_cap: int
     ) -> list[Claim]:
-        """Atomically take up to `limit` runnable jobs in one transaction, in claim order
-        (as if `claim` were called `limit` times); the owner cap holds exactly. A claim
-        never waits for a lock another claimer can hold."""
+        """Take up to `limit` runnable jobs, in claim order (as if `claim` were called
+        `limit` times); the owner cap holds exactly. A claim never waits for a lock
+        another claimer can hold. Each job is taken atomically; PostgreSQL commits the
+        claim in rounds (see `PostgresJobStore._claim_in`)."""
         if limit < 1 or not self._worth_claiming(utcnow()):
             return []
         request = ClaimRequest(worker_id, lease_seconds, owner_cap)

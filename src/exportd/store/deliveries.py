@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from exportd.errors import InvalidTransition
 from exportd.jobs import utcnow
 from exportd.store.base import StoreBase
-from exportd.store.outbox import OutboxStore
+from exportd.store.outbox import message_row
 from exportd.store.schema import outbox, webhooks
 
 MAX_HISTORY = 50
@@ -117,7 +117,7 @@ def owner_notice(hook: Any, address: str, job_id: str, now: datetime) -> dict[st
         "reason": hook.disabled_reason,
         "failing_since": None if hook.failing_since is None else hook.failing_since.isoformat(),
     }
-    row = OutboxStore._message(hook, "webhook.disabled", "email", address, data, hook.id)
+    row = message_row(hook, "webhook.disabled", "email", address, data, hook.id)
     row.update(job_id=job_id, created_at=now, next_attempt_at=now)
     row["payload"] = {"type": "webhook.disabled", "timestamp": now.isoformat(), "data": data}
     return row

@@ -81,6 +81,62 @@ def notify_targets(notify: dict[str, Any] | None) -> list[tuple[str, str]]:
     return targets
 
 
+def messages_for(
+    job: Any, status: Status, summary: dict[str, Any], hooks: Sequence[tuple[str, str, Any]]
+) -> list[dict[str, Any]]:
+    """The outbox rows of `job` reaching the terminal `status`: one per webhook of
+    `hooks` ((id, url, events) of the owner's enabled ones) subscribed to it, and one per
+    one-off `notify` target of the job."""
+    event_type = EVENT_TYPES[status]
+    rows = [
+        message_row(job, event_type, "webhook", url, summary, hook_id)
+        for hook_id, url, events in hooks
+        if not events or event_type in events
+    ]
+    rows += [
+        message_row(job, event_type, channel, target, summary, None)
+        for channel, target in notify_targets(job.notify)
+    ]
+    return rows
+
+
+def message_row(
+    job: Any,
+    event_type: str,
+    channel: str,
+    target: str,
+    summary: dict[str, Any],
+    webhook_id: str | None,
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": new_message_id(),
+        "owner": job.owner,
+        "job_id": job.id,
+        "event_type": event_type,
+        "channel": channel,
+        "webhook_id": webhook_id,
+        "target": target,
+        "payload": {"type": event_type, "timestamp": now.isoformat(), "data": summary},
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "lease_holder": None,
+        "last_status_code": None,
+        "last_error": None,
+        "history": [],
+        "created_at": now,
+        "delivered_at": None,
+    }
+
+
+ENABLED_HOOKS = sa.select(webhooks.c.id, webhooks.c.url, webhooks.c.events).where(
+    webhooks.c.owner == sa.bindparam("owner"), webhooks.c.disabled_at.is_(None)
+)
+"""The owner's enabled webhooks (built once: it runs at every terminal transition)."""
+
+
 class OutboxStore(StoreBase):
     def _queue_messages(
         self, conn: Connection, job: Any, status: Status, summary: dict[str, Any]
@@ -88,53 +144,9 @@ class OutboxStore(StoreBase):
         """Write the messages of `job` reaching the terminal `status`, in `conn`'s
         transaction; returns how many. Reads the owner's webhooks (no row locks), so it
         may run anywhere before the transaction's events are written."""
-        event_type = EVENT_TYPES[status]
-        hooks = conn.execute(
-            sa.select(webhooks.c.id, webhooks.c.url, webhooks.c.events).where(
-                webhooks.c.owner == job.owner, webhooks.c.disabled_at.is_(None)
-            )
-        ).all()
-        rows: list[dict[str, Any]] = [
-            self._message(job, event_type, "webhook", hook.url, summary, hook.id)
-            for hook in hooks
-            if not hook.events or event_type in hook.events
-        ]
-        rows += [
-            self._message(job, event_type, channel, target, summary, None)
-            for channel, target in notify_targets(job.notify)
-        ]
+        hooks = conn.execute(ENABLED_HOOKS, {"owner": job.owner}).all()
+        rows = messages_for(job, status, summary, [tuple(hook) for hook in hooks])
         if rows:
             conn.execute(outbox.insert(), rows)
             self._notify(conn, "outbox", {"count": len(rows)})
         return len(rows)
-
-    @staticmethod
-    def _message(
-        job: Any,
-        event_type: str,
-        channel: str,
-        target: str,
-        summary: dict[str, Any],
-        webhook_id: str | None,
-    ) -> dict[str, Any]:
-        now = utcnow()
-        return {
-            "id": new_message_id(),
-            "owner": job.owner,
-            "job_id": job.id,
-            "event_type": event_type,
-            "channel": channel,
-            "webhook_id": webhook_id,
-            "target": target,
-            "payload": {"type": event_type, "timestamp": now.isoformat(), "data": summary},
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "lease_until": None,
-            "lease_holder": None,
-            "last_status_code": None,
-            "last_error": None,
-            "history": [],
-            "created_at": now,
-            "delivered_at": None,
-        }

@@ -12,14 +12,19 @@ waited for, repeating cannot deadlock.
 Every event insert takes a transaction-scoped lock first so event ids become visible in
 id order, and sends `NOTIFY` in the same statement. A transaction holding that lock
 never waits for a row or for another lock: it is taken last, by the statement that
-writes the events. A completion is one statement (fenced update, artifact rows, event),
-in a transaction of its own.
+writes the events, and on the hot paths (a claim's take, a completion) that statement
+goes to the server together with the COMMIT, so no round trip to the worker happens
+while the lock is held. A completion is two statements in a transaction of its own: the
+fenced update with the artifact rows and the owner's usage (checked against the quota),
+then the messages and the event, with the COMMIT.
 
 Advisory locks use exportd's own two-key space: `(LOCK_SPACE + n, key)`, never the
 single-bigint space other applications use."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -32,10 +37,12 @@ from sqlalchemy.engine import Connection
 from exportd.jobs import Artifact, Claim, Job, Progress, Status, new_claim_id, utcnow
 from exportd.store.attempts import check_quota
 from exportd.store.base import ClaimRequest, lease_lost
-from exportd.store.outbox import job_summary
+from exportd.store.outbox import job_summary, messages_for
 from exportd.store.rows import completed_data, job_from_mapping
 from exportd.store.schema import jobs
 from exportd.store.sql import SqlJobStore
+
+log = logging.getLogger(__name__)
 
 CHANNELS = {"jobs": "exportd_jobs", "events": "exportd_events", "outbox": "exportd_outbox"}
 
@@ -48,6 +55,9 @@ CREATE_LOCKS = LOCK_SPACE + 2
 """Per owner: held while creating jobs counts the owner's active jobs."""
 
 MAX_PICKS = 8
+
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled connection unused for longer is pinged before use."""
 
 INSERT_EVENT = sa.text(
     f"""
@@ -141,7 +151,7 @@ TAKE = """
 (this statement's snapshot is newer than the locks), and writes their `started` events
 (the events-order lock is taken last, once the rows are updated)."""
 
-COMPLETE = """
+FINISH = """
     WITH done AS (
         UPDATE exportd_jobs SET
             status = 'completed', finished_at = %(now)s, updated_at = %(now)s,
@@ -174,31 +184,47 @@ COMPLETE = """
             artifacts = o.artifacts + EXCLUDED.artifacts,
             updated_at = EXCLUDED.updated_at
         RETURNING o.bytes_stored, o.storage_quota_bytes
+    )
+    SELECT {done_columns}, usage.bytes_stored, usage.storage_quota_bytes,
+           (SELECT count(*) FROM stored),
+           (SELECT coalesce(json_agg(json_build_array(h.id, h.url, h.events)), '[]')
+            FROM exportd_webhooks AS h
+            WHERE h.owner = done.owner AND h.disabled_at IS NULL)
+    FROM done, usage
+    """.format(columns=", ".join(JOB_COLUMNS), done_columns=_qualified("done"))
+"""The first half of `complete`: the fenced update, the artifact rows and the owner's
+usage (its row stays locked until commit, so the quota check on it cannot race), with
+the owner's enabled webhooks for the messages. No events-order lock yet."""
+
+RECORD_COMPLETION = f"""
+    WITH queued AS (
+        INSERT INTO exportd_outbox
+        SELECT * FROM json_populate_recordset(NULL::exportd_outbox, CAST(%(messages)s AS JSON))
+        RETURNING 1
     ),
     ordered AS (
-        SELECT pg_advisory_xact_lock({events})
-        FROM done, usage WHERE (SELECT count(*) FROM stored) >= 0
+        SELECT pg_advisory_xact_lock({EVENTS_LOCK}) WHERE (SELECT count(*) FROM queued) >= 0
     ),
     event AS (
         INSERT INTO exportd_job_events (job_id, owner, type, data, created_at)
-        SELECT done.id, done.owner, 'completed', CAST(%(data)s AS JSON), %(now)s
-        FROM ordered, done
+        SELECT %(id)s, %(owner)s, 'completed', CAST(%(data)s AS JSON), %(now)s FROM ordered
         RETURNING id
     ),
     notified AS (
         SELECT pg_notify('exportd_events', json_build_object(
-            'job_id', done.id, 'owner', done.owner, 'id', event.id)::text)
-        FROM event, done
+            'job_id', CAST(%(id)s AS TEXT), 'owner', CAST(%(owner)s AS TEXT), 'id', event.id
+        )::text)
+        FROM event
+    ),
+    told AS (
+        SELECT pg_notify('exportd_outbox', json_build_object('count', n)::text)
+        FROM (SELECT count(*) AS n FROM queued) AS q WHERE n > 0
     )
-    SELECT {done_columns}, (SELECT id FROM event) AS event_id,
-           (SELECT count(*) FROM notified) AS notified,
-           (SELECT bytes_stored FROM usage), (SELECT storage_quota_bytes FROM usage)
-    FROM done
-    """.format(columns=", ".join(JOB_COLUMNS), done_columns=_qualified("done"), events=EVENTS_LOCK)
-"""The whole of `complete` in one round trip: the fenced update, the artifact rows, the
-owner's usage and the `completed` event (under the events-order lock, with its NOTIFY).
-The events-order lock waits for the usage row and the artifact rows (`ordered` reads
-them), so it is taken last: a data-modifying CTE nothing reads would run after it."""
+    SELECT (SELECT id FROM event), (SELECT count(*) FROM queued),
+           (SELECT count(*) FROM notified), (SELECT count(*) FROM told)
+    """
+"""The second half, sent with the COMMIT: the messages, then the `completed` event under
+the events-order lock, with its NOTIFY (and the outbox's when there are messages)."""
 
 
 def _run(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -220,44 +246,115 @@ def _run(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple
         ) from exc
 
 
+def _run_and_commit(
+    conn: Connection, statement: str, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run the transaction's last statement and its COMMIT in one round trip (a psycopg
+    pipeline). The statements that take the events-order lock end their transaction
+    this way: the lock, which every event writer waits for, is then held for the
+    server's work and the WAL flush only, never while the worker process gets round to
+    sending the COMMIT. The transaction is committed when this returns; SQLAlchemy's own
+    commit afterwards finds nothing to do."""
+    import psycopg
+
+    raw = conn.connection.dbapi_connection
+    try:
+        with raw.cursor() as cursor, raw.cursor() as ending:  # type: ignore[union-attr]
+            with raw.pipeline():  # type: ignore[union-attr]
+                cursor.execute(statement, params)
+                ending.execute("COMMIT")  # one Sync, when the pipeline ends, for both
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(
+            statement, params, exc, psycopg.Error, connection_invalidated=conn.closed
+        ) from exc
+
+
+def _end_failed_transaction(conn: Connection) -> None:
+    """Roll back the driver's open transaction after a statement failed, so that the
+    store's commit afterwards has nothing to do (a dead connection fails that commit)."""
+    try:
+        conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+    except Exception:  # the connection is gone: the commit reports it
+        log.debug("rollback after a failed claim round failed", exc_info=True)
+
+
+def _ping_after_idle(engine: sa.Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection before handing it out if it sat unused for more than
+    `idle_seconds`; a dead one is replaced. After a server restart every pooled
+    connection is dead: the idle ones are caught here, and a connection that was busy
+    meanwhile fails its transaction, which the store reports as transient (and its
+    writers retry). Pinging every checkout (`pool_pre_ping`) would cost each
+    transaction a round trip: two per job on a busy worker."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi: Any, record: Any) -> None:
+        record.info["exportd_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checked_out(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("exportd_idle_since")
+        if since is None or time.monotonic() - since <= idle_seconds:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi)
+        except Exception:
+            alive = False
+        if not alive:  # the pool discards this connection and checks out another
+            raise sa.exc.DisconnectionError("pooled connection is dead")
+
+
 class PostgresJobStore(SqlJobStore):
     dialect_name = "postgresql"
 
     @classmethod
     def connect(cls, url: str) -> PostgresJobStore:
-        # Pre-ping costs a round trip per checkout, but after a server restart every
-        # pooled connection is dead: without it each would fail one transaction.
         engine = sa.create_engine(
-            url, pool_size=24, max_overflow=24, pool_recycle=1800, pool_pre_ping=True
+            url, pool_size=24, max_overflow=24, pool_recycle=1800, pool_use_lifo=True
         )
+        _ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
         return cls(engine)
 
     def _claim_in(self, conn: Connection, request: ClaimRequest, limit: int) -> list[Claim]:
+        """Claim in rounds of pick and take. A take ends its transaction (it writes the
+        `started` events under the events-order lock, see `_run_and_commit`), so a round
+        after the first runs in a transaction of its own; if one of those fails, the
+        claims the rounds before it committed are returned."""
         skipped: list[str] = []
         claims: list[Claim] = []
         for _ in range(MAX_PICKS):
             wanted = limit - len(claims)
             if wanted < 1:
                 break
-            params = {
-                "now": utcnow(),
-                "cap": request.owner_cap,
-                "skipped": skipped,
-                "limit": wanted,
-            }
-            found = _run(conn, PICK, params)
-            if not found:
+            try:
+                found = self._claim_round(conn, request, wanted, skipped)
+            except sa.exc.DBAPIError:
+                if not claims:
+                    raise
+                log.warning("claim round failed; keeping the %d claims taken", len(claims))
+                _end_failed_transaction(conn)
                 break
-            busy = {row[1] for row in found if not row[4]}
-            self.stats.add("owner_lock_busy", sum(1 for row in found if not row[4]))
-            skipped += sorted(busy - set(skipped))
-            # (id, owner, priority, run_after, locked): claim order is priority, run_after, id
-            picked = sorted(
-                (row for row in found if row[4]), key=lambda row: (-row[2], row[3], row[0])
-            )
-            if picked:
-                claims += self._take(conn, request, picked, skipped)
+            if found is None:
+                break
+            claims += found
         return claims
+
+    def _claim_round(
+        self, conn: Connection, request: ClaimRequest, wanted: int, skipped: list[str]
+    ) -> list[Claim] | None:
+        """Pick up to `wanted` candidates and take what the cap allows (None: nothing
+        left to pick). Owners found busy or at their cap are added to `skipped`."""
+        params = {"now": utcnow(), "cap": request.owner_cap, "skipped": skipped, "limit": wanted}
+        found = _run(conn, PICK, params)
+        if not found:
+            return None
+        busy = {row[1] for row in found if not row[4]}
+        self.stats.add("owner_lock_busy", sum(1 for row in found if not row[4]))
+        skipped += sorted(busy - set(skipped))
+        # (id, owner, priority, run_after, locked): claim order is priority, run_after, id
+        picked = sorted((row for row in found if row[4]), key=lambda row: (-row[2], row[3], row[0]))
+        return self._take(conn, request, picked, skipped) if picked else []
 
     def _take(
         self,
@@ -280,7 +377,7 @@ class PostgresJobStore(SqlJobStore):
             "lease_until": now + timedelta(seconds=request.lease_seconds),
             "cap": request.owner_cap,
         }
-        taken = {row[0]: row for row in _run(conn, TAKE, params)}
+        taken = {row[0]: row for row in _run_and_commit(conn, TAKE, params)}
         claims = []
         for job_id, owner, *_ in picked:
             if job_id in taken:
@@ -325,25 +422,29 @@ class PostgresJobStore(SqlJobStore):
             "unit": progress.unit,
             "message": progress.message,
             "artifacts": orjson.dumps([asdict(a) for a in produced]).decode(),
-            "data": orjson.dumps(completed_data(attempt, progress, produced), default=str).decode(),
         }
-        # The messages first (a read of the owner's webhooks and an insert, no row locks):
-        # the completion below takes the events-order lock and must be the last statement.
-        # If it finds the lease lost, the whole transaction, messages included, rolls back.
-        self._queue_messages(
-            conn,
-            claim.job,
-            Status.COMPLETED,
-            job_summary(claim.job, Status.COMPLETED, produced=produced, progress=progress),
-        )
-        found = _run(conn, COMPLETE, params)
+        found = _run(conn, FINISH, params)
         if not found:
             raise lease_lost(claim)
         row = dict(zip(JOB_COLUMNS, found[0], strict=False))
-        event_id, _, stored, own_quota = found[0][len(JOB_COLUMNS) :]
-        check_quota(stored, own_quota, quota)
-        super()._notify(conn, "events", {"job_id": job_id, "owner": row["owner"], "id": event_id})
-        return job_from_mapping(row, tuple(produced))
+        stored, own_quota, _, hooks = found[0][len(JOB_COLUMNS) :]
+        check_quota(stored, own_quota, quota)  # raising rolls the whole transaction back
+        done = job_from_mapping(row, tuple(produced))
+        summary = job_summary(claim.job, Status.COMPLETED, produced=produced, progress=progress)
+        messages = messages_for(claim.job, Status.COMPLETED, summary, hooks)
+        recorded = {
+            "messages": orjson.dumps(messages).decode(),
+            "id": job_id,
+            "owner": done.owner,
+            "now": now,
+            "data": orjson.dumps(completed_data(attempt, progress, produced), default=str).decode(),
+        }
+        event_id, queued, _, _ = _run_and_commit(conn, RECORD_COMPLETION, recorded)[0]
+        local = super()._notify
+        local(conn, "events", {"job_id": job_id, "owner": done.owner, "id": event_id})
+        if queued:
+            local(conn, "outbox", {"count": queued})
+        return done
 
     def _expired(self, now: datetime) -> sa.Select[Any]:
         return super()._expired(now).with_for_update(skip_locked=True)

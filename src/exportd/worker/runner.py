@@ -86,6 +86,9 @@ class JobRunner:
         self.lease_seconds = lease_seconds
         self.progress_interval = progress_interval
         self.settings = settings or Settings()
+        self.scratch_dir = self.settings.resolved_scratch_dir()
+        """Resolved once: resolving a path is a syscall per component, and every
+        attempt needs it."""
 
     def attempt_for(self, claim: Claim) -> Attempt:
         return Attempt(
@@ -169,7 +172,7 @@ class JobRunner:
             self.storage,
             key_prefix=claim_prefix(job.owner, job.id, attempt.claim.token),
             tag=attempt.claim.token,
-            workdir=self.settings.resolved_scratch_dir(),
+            workdir=self.scratch_dir,
             max_bytes=self.settings.max_output_bytes,
         )
         try:
