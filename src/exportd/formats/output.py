@@ -244,10 +244,14 @@ class Output:
 
     def _close(self, member: str | None, fmt: FormatSpec) -> None:
         part = self._current.pop((member, fmt.name))
-        if part.writer is not None:
-            part.writer.close()
-        else:
-            part.stream.close()
+        try:
+            if part.writer is not None:
+                part.writer.close()
+            else:
+                part.stream.close()
+        except BaseException:
+            part.stream.abort()  # a compressing thread stops; discard removes the file
+            raise
         self._finished.append(part)
 
     # -- ending ---------------------------------------------------------------------------
@@ -327,6 +331,7 @@ class Output:
         for part in self._current.values():
             if part.writer is not None:
                 part.writer.abort()
+            part.stream.abort()
         self._current.clear()
         targets: list[Target] = [*self._partials, *self._temps]
         for target in targets:

@@ -4,6 +4,8 @@ on their way to a storage partial."""
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -76,6 +78,8 @@ class _Compressor(Protocol):
 
     def finish(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 GZIP_LEVEL = 3
 """ISA-L's level 3 (its highest). On 28 MB of order-like CSV it wrote 1.10 times the
@@ -84,20 +88,75 @@ busy machine); ISA-L's level 1 was faster still but 1.12 times the size. The out
 standard gzip (RFC 1952)."""
 
 
+THREAD_AFTER_BYTES = 1 << 20
+"""A gzip stream compresses on a thread of its own once this many bytes were written
+(smaller files never start one)."""
+
+
 class _Gzip:
+    """Compresses on the writer's thread until `THREAD_AFTER_BYTES`, then on a thread of
+    its own: ISA-L and sha256 release the GIL, so the export's thread reads the next
+    block from its source while the last one is compressed, hashed and written. The
+    sink's errors (a full disk, the output cap) are raised by the next `write` or by
+    `finish`; `abort` stops the thread without finishing the file."""
+
     def __init__(self, sink: HashingSink) -> None:
         # wbits 31: a gzip member with mtime 0 and no name, so the same rows give
         # byte-identical files.
         self._sink = sink
         self._compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
+        self._written = 0
+        self._blocks: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._aborted = False
 
     def write(self, data: bytes) -> None:
+        if self._aborted:  # late bytes of a writer being discarded
+            return
+        if self._error is not None:
+            raise self._error
+        if self._blocks is not None:
+            self._blocks.put(data)
+            return
+        self._compress(data)
+        self._written += len(data)
+        if self._written >= THREAD_AFTER_BYTES:
+            self._blocks = queue.Queue(maxsize=4)
+            self._thread = threading.Thread(target=self._run, name="exportd-gzip", daemon=True)
+            self._thread.start()
+
+    def _compress(self, data: bytes) -> None:
         out = self._compressor.compress(data)
         if out:
             self._sink.write(out)
 
+    def _run(self) -> None:
+        assert self._blocks is not None
+        while (data := self._blocks.get()) is not None:
+            if self._error is not None:
+                continue  # drained, so that the writer never blocks on a failed stream
+            try:
+                self._compress(data)
+            except BaseException as exc:  # raised on the writer's thread
+                self._error = exc
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            assert self._blocks is not None
+            self._blocks.put(None)
+            self._thread.join()
+            self._thread = None
+
     def finish(self) -> None:
+        self._stop()
+        if self._error is not None:
+            raise self._error
         self._sink.write(self._compressor.flush())
+
+    def abort(self) -> None:
+        self._aborted = True
+        self._stop()
 
 
 class _Zstd:
@@ -115,6 +174,9 @@ class _Zstd:
     def finish(self) -> None:
         self._sink.write(self._compressor.flush())
 
+    def abort(self) -> None:
+        pass
+
 
 class _Brotli:
     def __init__(self, sink: HashingSink) -> None:
@@ -130,6 +192,9 @@ class _Brotli:
 
     def finish(self) -> None:
         self._sink.write(self._compressor.finish())
+
+    def abort(self) -> None:
+        pass
 
 
 _COMPRESSORS: dict[str, type[_Gzip | _Zstd | _Brotli]] = {
@@ -203,4 +268,11 @@ class Stream:
     def close(self) -> None:
         if not self.closed and self._compressor is not None:
             self._compressor.finish()
+        self.closed = True
+
+    def abort(self) -> None:
+        """Give up the stream without finishing its compression frame (the file is being
+        discarded); stops a compressing thread."""
+        if not self.closed and self._compressor is not None:
+            self._compressor.abort()
         self.closed = True
