@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from exportd.api import (
+    hot,
     openapi,
     problems,
     routes_batches,
@@ -96,6 +97,7 @@ def create_app(
         routes_webhooks,
     ):
         app.include_router(module.router)
+    hot.install(app)  # innermost: inside the security headers and the request id
     site.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RequestContext)  # outermost: every response carries the request id

@@ -11,10 +11,15 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from exportd.jobs import Job
+from exportd.store.base import translate
 from exportd.store.schema import UtcDateTime
 from exportd.store.sql import SqlJobStore
 
 BUSY_TIMEOUT_MS = 30_000
+READ_NOW_BUSY_MS = 20
+"""How long `read_now` waits for a busy file before giving up (in WAL mode a reader is
+almost never kept waiting: only while a checkpoint resets the log)."""
 
 PICK = sa.text(
     """
@@ -45,8 +50,33 @@ class SqliteJobStore(SqlJobStore):
             pool_size=48,
             max_overflow=16,
         )
-        _configure(engine)
+        _configure(engine, BUSY_TIMEOUT_MS)
         return cls(engine)
+
+    def read_now(self, job_id: str, owner: str | None = None) -> Job:
+        """`get` for an event loop's own thread: on a connection of that thread's, which
+        waits at most `READ_NOW_BUSY_MS` for a busy file; then `TransientStoreError`
+        (read on a thread instead). Never writes."""
+        engine = self.__dict__.get("_now_engine")
+        if engine is None:
+            engine = sa.create_engine(
+                self.engine.url,
+                connect_args={"check_same_thread": False, "timeout": READ_NOW_BUSY_MS / 1000},
+                poolclass=sa.pool.SingletonThreadPool,  # one connection per thread
+            )
+            _configure(engine, READ_NOW_BUSY_MS)
+            self.__dict__["_now_engine"] = engine
+        try:
+            with engine.connect() as conn, conn.begin():
+                return self._load(conn, job_id, owner)
+        except sa.exc.DBAPIError as exc:
+            raise translate(exc) from exc
+
+    def dispose(self) -> None:
+        super().dispose()
+        engine = self.__dict__.pop("_now_engine", None)
+        if engine is not None:
+            engine.dispose()
 
     def _worth_claiming(self, now: datetime) -> bool:
         return self._has_runnable(now)
@@ -57,13 +87,13 @@ class SqliteJobStore(SqlJobStore):
         return None if row is None else str(row.id)
 
 
-def _configure(engine: Engine) -> None:
+def _configure(engine: Engine, busy_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
