@@ -246,12 +246,12 @@ def test_a_failed_claim_round_keeps_the_claims_committed_before_it(
     picks: list[str] = []
     real = postgres._run
 
-    def run(conn: Connection, statement: str, params: dict[str, Any]) -> Any:
+    def run(conn: Connection, statement: str, params: dict[str, Any], **kw: Any) -> Any:
         if statement is postgres.PICK:
             picks.append(statement)
             if len(picks) == 2:
                 statement = "SELECT 1 / 0"  # a real error from the server
-        return real(conn, statement, params)
+        return real(conn, statement, params, **kw)
 
     monkeypatch.setattr(postgres, "_run", run)
     taken = store.claim_many("w", 3, lease_seconds=30, owner_cap=1)

@@ -371,7 +371,9 @@ class LinkOut(pydantic.BaseModel):
     size: int
 
 
-@router.post("/exports/{job_id}/links", response_model=LinkOut, responses=problems(404, 409, 422))
+@router.post(
+    "/exports/{job_id}/links", response_model=LinkOut, responses=problems(404, 409, 410, 422)
+)
 def create_link(
     job_id: str,
     request: Request,

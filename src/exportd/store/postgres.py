@@ -227,42 +227,32 @@ RECORD_COMPLETION = f"""
 the events-order lock, with its NOTIFY (and the outbox's when there are messages)."""
 
 
-def _run(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _run(
+    conn: Connection, statement: str, params: dict[str, Any], *, commit: bool = False
+) -> list[tuple[Any, ...]]:
     """Run one of the statements above on the transaction's own psycopg connection and
     return plain tuples. The claim and completion statements run for every job, and
     SQLAlchemy's result layer (column metadata for each result) was about a third of a
     worker's CPU per job. psycopg errors are wrapped as SQLAlchemy's, so the store's
-    `_tx` translates them like any other."""
-    import psycopg
+    `_tx` translates them like any other.
 
-    try:
-        with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.execute(statement, params)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-            return rows
-    except psycopg.Error as exc:
-        raise sa.exc.DBAPIError.instance(
-            statement, params, exc, psycopg.Error, connection_invalidated=conn.closed
-        ) from exc
-
-
-def _run_and_commit(
-    conn: Connection, statement: str, params: dict[str, Any]
-) -> list[tuple[Any, ...]]:
-    """Run the transaction's last statement and its COMMIT in one round trip (a psycopg
-    pipeline). The statements that take the events-order lock end their transaction
-    this way: the lock, which every event writer waits for, is then held for the
-    server's work and the WAL flush only, never while the worker process gets round to
-    sending the COMMIT. The transaction is committed when this returns; SQLAlchemy's own
-    commit afterwards finds nothing to do."""
+    With `commit`, the statement is the transaction's last and goes to the server with
+    the COMMIT in one round trip (a psycopg pipeline). The statements that take the
+    events-order lock end their transaction this way: the lock, which every event writer
+    waits for, is then held for the server's work and the WAL flush only, never while the
+    worker process gets round to sending the COMMIT. The transaction is committed when
+    this returns; SQLAlchemy's own commit afterwards finds nothing to do."""
     import psycopg
 
     raw = conn.connection.dbapi_connection
     try:
-        with raw.cursor() as cursor, raw.cursor() as ending:  # type: ignore[union-attr]
-            with raw.pipeline():  # type: ignore[union-attr]
+        with raw.cursor() as cursor:  # type: ignore[union-attr]
+            if commit:
+                with raw.cursor() as ending, raw.pipeline():  # type: ignore[union-attr]
+                    cursor.execute(statement, params)
+                    ending.execute("COMMIT")  # one Sync, when the pipeline ends, for both
+            else:
                 cursor.execute(statement, params)
-                ending.execute("COMMIT")  # one Sync, when the pipeline ends, for both
             rows: list[tuple[Any, ...]] = cursor.fetchall()
             return rows
     except psycopg.Error as exc:
@@ -318,7 +308,7 @@ class PostgresJobStore(SqlJobStore):
 
     def _claim_in(self, conn: Connection, request: ClaimRequest, limit: int) -> list[Claim]:
         """Claim in rounds of pick and take. A take ends its transaction (it writes the
-        `started` events under the events-order lock, see `_run_and_commit`), so a round
+        `started` events under the events-order lock, see `_run`), so a round
         after the first runs in a transaction of its own; if one of those fails, the
         claims the rounds before it committed are returned."""
         skipped: list[str] = []
@@ -377,7 +367,7 @@ class PostgresJobStore(SqlJobStore):
             "lease_until": now + timedelta(seconds=request.lease_seconds),
             "cap": request.owner_cap,
         }
-        taken = {row[0]: row for row in _run_and_commit(conn, TAKE, params)}
+        taken = {row[0]: row for row in _run(conn, TAKE, params, commit=True)}
         claims = []
         for job_id, owner, *_ in picked:
             if job_id in taken:
@@ -439,7 +429,7 @@ class PostgresJobStore(SqlJobStore):
             "now": now,
             "data": orjson.dumps(completed_data(attempt, progress, produced), default=str).decode(),
         }
-        event_id, queued, _, _ = _run_and_commit(conn, RECORD_COMPLETION, recorded)[0]
+        event_id, queued, _, _ = _run(conn, RECORD_COMPLETION, recorded, commit=True)[0]
         local = super()._notify
         local(conn, "events", {"job_id": job_id, "owner": done.owner, "id": event_id})
         if queued:
