@@ -28,6 +28,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from exportd.api.routes_exports import model_response, router
 from exportd.api.schemas import job_out
 from exportd.api.validation import is_id, text_reason
 from exportd.errors import JobNotFound, TransientStoreError
@@ -68,8 +69,6 @@ class HotReads:
         if not known or token is None:
             return None
         owner = None if token.admin else token.owner
-        from exportd.api.routes_exports import model_response
-
         store = runtime.store
         if isinstance(store, SqliteJobStore):
             # On this thread: a SQLite read is a few hundred microseconds, and a hop to
@@ -91,8 +90,6 @@ class HotReads:
 
     def _get_route(self) -> APIRoute:
         if self._route is None:
-            from exportd.api.routes_exports import router
-
             self._route = next(
                 route
                 for route in router.routes
