@@ -101,26 +101,35 @@ class Dispatcher:
         if outcome.retryable:
             delay = self.schedule.delay(msg.attempts, outcome.retry_after)
             retry_at = None if delay is None else utcnow() + timedelta(seconds=delay)
-        since = self.store.message_failed(msg, attempt, retry_at)
-        if msg.webhook_id is None or msg.channel != "webhook":
+        webhook = msg.webhook_id is not None and msg.channel == "webhook"
+        if webhook and outcome.gone:  # recorded and disabled together
+            reason = "the endpoint answered 410 Gone"
+            address, told = self._notice(msg)
+            disabled = self.store.message_gone(msg, attempt, reason, notice_to=address)
+            self._disabled(msg, disabled, reason, told)
             return
-        if outcome.gone:
-            self._disable(msg, "the endpoint answered 410 Gone")
-        elif since is not None and since <= attempt.at - self.disable_after:
+        since = self.store.message_failed(msg, attempt, retry_at)
+        if webhook and since is not None and since <= attempt.at - self.disable_after:
             self._disable(msg, f"its deliveries have failed since {since.isoformat()}")
+
+    def _notice(self, msg: Message) -> tuple[str | None, str]:
+        """Whom to e-mail about a disabled endpoint, and what the log line says of it."""
+        address = self.owner_emails.get(msg.owner)
+        if address is None:
+            return None, "no address for the owner in EXPORTD_OWNER_EMAILS"
+        if self.smtp is None:
+            return None, "EXPORTD_SMTP_URL is not set, so the owner is not e-mailed"
+        return address, f"e-mailing {address}"
 
     def _disable(self, msg: Message, reason: str) -> None:
         assert msg.webhook_id is not None
-        address = self.owner_emails.get(msg.owner)
-        if address is None:
-            told = "no address for the owner in EXPORTD_OWNER_EMAILS"
-        elif self.smtp is None:
-            address, told = None, "EXPORTD_SMTP_URL is not set, so the owner is not e-mailed"
-        else:
-            told = f"e-mailing {address}"
+        address, told = self._notice(msg)
         disabled = self.store.disable_webhook(
             msg.webhook_id, reason, notice_to=address, job_id=msg.job_id
         )
+        self._disabled(msg, disabled, reason, told)
+
+    def _disabled(self, msg: Message, disabled: bool, reason: str, told: str) -> None:
         if disabled:
             log.warning(
                 "webhook %s of %s disabled: %s (%s)", msg.webhook_id, msg.owner, reason, told

@@ -233,31 +233,36 @@ class DeliveryStore(StoreBase):
     def _failed(
         self, msg: Message, attempt: DeliveryAttempt, retry_at: datetime | None
     ) -> datetime | None:
-        error = f"{attempt.code}: {attempt.error}" if attempt.code else attempt.error
         with self._tx(write=True) as conn:
-            lock_endpoint(conn, msg)
-            done = conn.execute(
-                outbox.update()
-                .where(self._holding(msg))
-                .values(
-                    status="pending" if retry_at is not None else "failed",
-                    next_attempt_at=retry_at or msg.next_attempt_at,
-                    lease_until=None,
-                    lease_holder=None,
-                    last_status_code=attempt.status_code,
-                    last_error=None if error is None else error[:1000],
-                    history=_history(msg.history, attempt.as_json()),
-                )
-            ).rowcount
-            if not done or not msg.webhook_id or msg.channel != "webhook":
-                return None
-            since: datetime | None = conn.execute(
-                webhooks.update()
-                .where(webhooks.c.id == msg.webhook_id)
-                .values(failing_since=sa.func.coalesce(webhooks.c.failing_since, attempt.at))
-                .returning(webhooks.c.failing_since)
-            ).scalar()
-            return since
+            return self._failed_in(conn, msg, attempt, retry_at)
+
+    def _failed_in(
+        self, conn: Connection, msg: Message, attempt: DeliveryAttempt, retry_at: datetime | None
+    ) -> datetime | None:
+        error = f"{attempt.code}: {attempt.error}" if attempt.code else attempt.error
+        lock_endpoint(conn, msg)
+        done = conn.execute(
+            outbox.update()
+            .where(self._holding(msg))
+            .values(
+                status="pending" if retry_at is not None else "failed",
+                next_attempt_at=retry_at or msg.next_attempt_at,
+                lease_until=None,
+                lease_holder=None,
+                last_status_code=attempt.status_code,
+                last_error=None if error is None else error[:1000],
+                history=_history(msg.history, attempt.as_json()),
+            )
+        ).rowcount
+        if not done or not msg.webhook_id or msg.channel != "webhook":
+            return None
+        since: datetime | None = conn.execute(
+            webhooks.update()
+            .where(webhooks.c.id == msg.webhook_id)
+            .values(failing_since=sa.func.coalesce(webhooks.c.failing_since, attempt.at))
+            .returning(webhooks.c.failing_since)
+        ).scalar()
+        return since
 
     # -- reading and redelivering ----------------------------------------------------
 

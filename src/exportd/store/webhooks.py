@@ -14,7 +14,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from exportd.jobs import new_id, utcnow
-from exportd.store.deliveries import DeliveryStore, fail_pending, owner_notice
+from exportd.store.deliveries import (
+    DeliveryAttempt,
+    DeliveryStore,
+    Message,
+    fail_pending,
+    owner_notice,
+)
 from exportd.store.schema import outbox, webhooks
 
 
@@ -157,12 +163,38 @@ class WebhookStore(DeliveryStore):
         """Disable the endpoint and fail its pending messages; with `notice_to`, queue an
         e-mail telling its owner (through the outbox, with retries). False if it was
         already disabled or is gone."""
-        now = utcnow()
         with self._tx(write=True) as conn:
-            done = self._disable_in(conn, webhook_id, reason, now)
-            if done is not None and notice_to:
-                conn.execute(outbox.insert().values(owner_notice(done, notice_to, job_id, now)))
-                self._notify(conn, "outbox", {"count": 1})
+            return self._disable_and_tell(conn, webhook_id, reason, notice_to, job_id)
+
+    def message_gone(
+        self,
+        msg: Message,
+        attempt: DeliveryAttempt,
+        reason: str,
+        *,
+        notice_to: str | None = None,
+    ) -> bool:
+        """Record the attempt its endpoint answered `410 Gone` (the message fails for
+        good) and disable the endpoint, in one transaction: nobody sees the message failed
+        while its endpoint still looks enabled. True if this disabled it."""
+        webhook_id = msg.webhook_id
+        assert webhook_id is not None
+
+        def once() -> bool:
+            with self._tx(write=True) as conn:
+                self._failed_in(conn, msg, attempt, None)
+                return self._disable_and_tell(conn, webhook_id, reason, notice_to, msg.job_id)
+
+        return self._retrying(once, f"message {msg.id}")
+
+    def _disable_and_tell(
+        self, conn: Connection, webhook_id: str, reason: str, notice_to: str | None, job_id: str
+    ) -> bool:
+        now = utcnow()
+        done = self._disable_in(conn, webhook_id, reason, now)
+        if done is not None and notice_to:
+            conn.execute(outbox.insert().values(owner_notice(done, notice_to, job_id, now)))
+            self._notify(conn, "outbox", {"count": 1})
         return done is not None
 
     def _disable_in(
