@@ -14,13 +14,15 @@ On SQLite the job is read on the event loop's thread (`SqliteJobStore.read_now`,
 waits at most a few milliseconds for a busy file, then leaves the read to a thread):
 with the read on a thread, the dozen GIL hand-overs of its driver calls cost the server
 more CPU than the rest of the request. Measured with the case-7 load (50 connections,
-one job, SQLite, two runs each): the server's CPU per request went from 2.75 and 3.0 ms
-(the route, its read on a thread) to 1.39 and 1.50 ms, and requests per second from 384
-and 347 to 733 and 671; the minimal FastAPI endpoint took 0.90 ms and answered 1,116."""
+one job, SQLite, two runs each): the server's CPU per request went from 2.75 and 3.02 ms
+(this layer with its read on a thread) to 1.53 and 1.49 ms, and requests per second from
+384 and 347 to 672 and 682; the minimal FastAPI endpoint took 0.86 and 0.82 ms and
+answered 1,182 and 1,233 (bench/README.md, "Second pass, continued")."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -32,6 +34,7 @@ from exportd.api.routes_exports import model_response, router
 from exportd.api.schemas import job_out
 from exportd.api.validation import is_id, text_reason
 from exportd.errors import JobNotFound, TransientStoreError
+from exportd.jobs import Job
 from exportd.store import SqliteJobStore
 
 PATH = re.compile(r"/v1/exports/([^/]+)")
@@ -64,29 +67,26 @@ class HotReads:
             return None
         if not is_id(job_id) or text_reason(job_id) is not None:
             return None
-        runtime = self.api.state.runtime
-        known, token = runtime.store.cached_token(secret)
+        store = self.api.state.runtime.store
+        known, token = store.cached_token(secret)
         if not known or token is None:
             return None
         owner = None if token.admin else token.owner
-        store = runtime.store
+
+        def respond(read: Callable[[str, str | None], Job]) -> Any:
+            try:
+                return model_response(job_out(read(job_id, owner)))
+            except JobNotFound:
+                return None
+
         if isinstance(store, SqliteJobStore):
             # On this thread: a SQLite read is a few hundred microseconds, and a hop to
             # a thread costs more than that in GIL hand-overs (see the module's text).
             try:
-                return model_response(job_out(store.read_now(job_id, owner)))
-            except JobNotFound:
-                return None
+                return respond(store.read_now)
             except TransientStoreError:  # the file is busy: wait for it on a thread
                 pass
-
-        def read() -> Any:
-            try:
-                return model_response(job_out(store.get(job_id, owner)))
-            except JobNotFound:
-                return None
-
-        return await run_in_threadpool(read)
+        return await run_in_threadpool(respond, store.get)
 
     def _get_route(self) -> APIRoute:
         if self._route is None:
